@@ -1,0 +1,113 @@
+"""Layer Normalization (Ba et al. 2016), the same function as torch.nn.LayerNorm."""
+
+import numbers
+
+import torch
+from torch import Tensor, nn
+
+from normlab.norms.base import batch_moments, normalize, output_dtype
+from normlab.norms.group import GroupNorm
+from normlab.norms.registry import register
+
+
+class LayerNorm(nn.Module):
+    r"""Layer Normalization over the last ``len(normalized_shape)`` dimensions.
+
+    .. math::
+        y = \frac{x - \mathrm{E}[x]}{\sqrt{\mathrm{Var}[x] + \epsilon}} \cdot \gamma + \beta
+
+    Statistics are taken per sample over the trailing ``normalized_shape`` dimensions (biased
+    variance), identically in training and eval. For a (N, C, H, W) feature map,
+    ``normalized_shape = (C, H, W)`` normalizes each sample over C, H and W; the affine gamma and
+    beta then have shape (C, H, W), one per element.
+
+    Args:
+        normalized_shape: int or sequence, the trailing input shape to normalize over.
+        eps: added to the variance. Default 1e-5.
+        elementwise_affine: learnable gamma (``weight``, init 1) and beta (``bias``, init 0).
+        bias: with ``elementwise_affine``, whether beta exists.
+    """
+
+    def __init__(
+        self,
+        normalized_shape,
+        eps: float = 1e-5,
+        elementwise_affine: bool = True,
+        bias: bool = True,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        if isinstance(normalized_shape, numbers.Integral):
+            normalized_shape = (normalized_shape,)
+        self.normalized_shape = tuple(normalized_shape)
+        self.eps = eps
+        self.elementwise_affine = elementwise_affine
+        factory = {"device": device, "dtype": dtype}
+        if elementwise_affine:
+            self.weight = nn.Parameter(torch.empty(self.normalized_shape, **factory))
+            self.bias = (
+                nn.Parameter(torch.empty(self.normalized_shape, **factory)) if bias else None
+            )
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        if self.elementwise_affine:
+            nn.init.ones_(self.weight)
+            if self.bias is not None:
+                nn.init.zeros_(self.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        k = len(self.normalized_shape)
+        if tuple(x.shape[x.dim() - k :]) != self.normalized_shape or x.dim() < k:
+            expected = ", ".join(str(s) for s in self.normalized_shape)
+            raise RuntimeError(
+                f"Given normalized_shape={list(self.normalized_shape)}, expected input with "
+                f"shape [*, {expected}], but got input of size{list(x.shape)}"
+            )
+        mean, var = batch_moments(x, tuple(range(-k, 0)))
+        y = normalize(x, mean, var, self.eps, self.weight, self.bias)
+        return y.to(output_dtype(x, fp32_under_cuda_autocast=True))
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.normalized_shape}, eps={self.eps}, "
+            f"elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}"
+        )
+
+
+LAYER_AFFINE = ("elementwise", "channel", "none")
+
+
+@register("layer")
+def build_layer(
+    num_channels: int,
+    spatial_size=None,
+    *,
+    eps: float = 1e-5,
+    affine: bool | str = "elementwise",
+    bias: bool = True,
+) -> nn.Module:
+    """LayerNorm over (C, H, W) of each sample.
+
+    affine="elementwise" (or True): gamma and beta of shape (C, H, W), as torch.nn.LayerNorm;
+    needs ``spatial_size=(H, W)``. affine="channel": the Group Normalization paper's LN, per-channel
+    gamma and beta, built as GroupNorm(1, C), the same function. affine="none" (or False): none.
+    """
+    mode = {True: "elementwise", False: "none"}.get(affine, affine)
+    if mode not in LAYER_AFFINE:
+        raise ValueError(f"layer norm: affine={affine!r} is not one of {', '.join(LAYER_AFFINE)}")
+    if mode == "channel":
+        return GroupNorm(1, num_channels, eps, True, bias=bias)
+    if spatial_size is None:
+        if mode == "none":
+            return GroupNorm(1, num_channels, eps, affine=False)
+        raise ValueError(
+            "layer norm with elementwise affine needs the feature map's spatial size "
+            "(spatial_size=(H, W)); pass it, or use affine='channel' for per-channel gamma, beta"
+        )
+    h, w = (spatial_size, spatial_size) if isinstance(spatial_size, int) else spatial_size
+    return LayerNorm((num_channels, h, w), eps, elementwise_affine=mode == "elementwise", bias=bias)
