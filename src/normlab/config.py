@@ -1,0 +1,65 @@
+"""From the Hydra config to what normlab's builders take; the run-name resolver."""
+
+from omegaconf import DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message names the key, the value and what is allowed."""
+
+
+def run_name(override_dirname: str) -> str:
+    """A run is named by its overrides (norm=group,data.batch_size=8); plain runs: 'defaults'."""
+    return override_dirname or "defaults"
+
+
+OmegaConf.register_new_resolver("run_name", run_name, replace=True)
+
+
+def plain(node) -> dict:
+    return (
+        OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    )
+
+
+def norm_options(cfg: DictConfig) -> tuple[str, dict]:
+    """(name, options) for normlab.norms.norm_factory; group_size, when set, replaces num_groups."""
+    options = plain(cfg.norm)
+    name = options.pop("name")
+    if name == "group" and options.get("group_size") is not None:
+        options["num_groups"] = None
+    return name, options
+
+
+def model_options(cfg: DictConfig) -> tuple[str, dict]:
+    """(name, options) for normlab.models.build_model; keys the model does not take are dropped."""
+    options = plain(cfg.model)
+    name = options.pop("name")
+    options.pop("num_groups_default", None)
+    return name, options
+
+
+def learning_rate(cfg: DictConfig) -> float:
+    """base_lr, scaled linearly with the batch size when optim.lr_scaling=linear (GN paper)."""
+    o = cfg.optim
+    if o.lr_scaling == "linear":
+        return o.base_lr * cfg.data.batch_size / o.base_batch_size
+    if o.lr_scaling == "none":
+        return o.base_lr
+    raise ConfigError(f"optim.lr_scaling={o.lr_scaling!r}; allowed: linear, none")
+
+
+def key_choices(cfg: DictConfig) -> dict:
+    """The settings that tell runs apart, flat, for metrics.json and the logger's hparams."""
+    name, options = norm_options(cfg)
+    choices = {"norm": name}
+    choices.update({f"norm.{k}": v for k, v in options.items()})
+    choices.update(
+        {
+            "model": cfg.model.name,
+            "dataset": cfg.data.name,
+            "batch_size": cfg.data.batch_size,
+            "lr": learning_rate(cfg),
+            "seed": cfg.seed,
+        }
+    )
+    return choices

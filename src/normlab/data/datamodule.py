@@ -1,0 +1,120 @@
+"""The LightningDataModule: a seeded train/validation split, the official test set, augmentation."""
+
+import os
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+
+from normlab.data.datasets import DataUnavailable, dataset_spec
+
+
+class WithTransform(Dataset):
+    """A subset of `base` (a dataset of PIL images) with its own transform."""
+
+    def __init__(self, base: Dataset, indices, transform):
+        self.base, self.indices, self.transform = base, list(indices), transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        image, target = self.base[self.indices[i]]
+        return self.transform(image), target
+
+
+def default_num_workers() -> int:
+    return min(4, os.cpu_count() or 1)
+
+
+class ImageClassificationData(pl.LightningDataModule):
+    """CIFAR-10/100 or Fashion-MNIST through torchvision.
+
+    Train: pad-4 random crop and horizontal flip, then per-dataset mean/std normalization;
+    ``drop_last=True`` so BatchNorm never sees a batch of one. Validation: ``val_size`` images
+    held out of the training set with a seeded permutation. Test: the official test set.
+    """
+
+    def __init__(
+        self,
+        name: str = "cifar10",
+        root: str = "data",
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        val_size: int = 5000,
+        split_seed: int = 0,
+        num_workers: int | None = None,
+        pin_memory: bool | None = None,
+        augment: bool = True,
+        download: bool = True,
+        verify_checksums: bool = True,
+    ):
+        super().__init__()
+        self.spec = dataset_spec(name)
+        self.root = Path(root)
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.val_size = val_size
+        self.split_seed = split_seed
+        self.num_workers = default_num_workers() if num_workers is None else num_workers
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.augment = augment
+        self.download = download
+        self.verify_checksums = verify_checksums
+        self.train_set = self.val_set = self.test_set = None
+
+    def transforms(self, train: bool):
+        size = self.spec.image_size
+        steps = []
+        if train and self.augment:
+            steps += [transforms.RandomCrop(size, padding=4), transforms.RandomHorizontalFlip()]
+        steps += [transforms.ToTensor(), transforms.Normalize(self.spec.mean, self.spec.std)]
+        return transforms.Compose(steps)
+
+    def load(self, train: bool) -> Dataset:
+        try:
+            return self.spec.load(self.root, train, self.download, self.verify_checksums)
+        except DataUnavailable as error:
+            raise DataUnavailable(f"{error}. To supply it: {self.spec.how_to_get}") from None
+
+    def prepare_data(self) -> None:
+        self.load(train=True)
+        self.load(train=False)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        full = self.load(train=True)
+        if not 0 < self.val_size < len(full):
+            raise ValueError(
+                f"data.val_size={self.val_size} must be between 1 and {len(full) - 1} "
+                f"(the training set has {len(full)} images)"
+            )
+        order = torch.randperm(len(full), generator=torch.Generator().manual_seed(self.split_seed))
+        val_idx, train_idx = order[: self.val_size].tolist(), order[self.val_size :].tolist()
+        self.train_set = WithTransform(full, train_idx, self.transforms(train=True))
+        self.val_set = WithTransform(full, val_idx, self.transforms(train=False))
+        test = self.load(train=False)
+        self.test_set = WithTransform(test, range(len(test)), self.transforms(train=False))
+
+    def loader(self, dataset: Dataset, train: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            drop_last=train,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self.loader(self.train_set, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader(self.val_set, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.loader(self.test_set, train=False)

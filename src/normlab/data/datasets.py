@@ -1,0 +1,123 @@
+"""The datasets normlab trains on, read with torchvision's own dataset classes.
+
+Each entry knows its shape and normalization constants without touching the disk, so configs
+can be checked and models built before any data is loaded.
+"""
+
+import gzip
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.error import URLError
+
+from torch.utils.data import Dataset
+from torchvision import datasets
+
+# Where Debian's dataset-fashion-mnist package puts the original gzipped IDX files.
+FASHION_MNIST_SYSTEM_COPY = Path("/usr/share/datasets/fashion-mnist")
+
+
+class DataUnavailable(RuntimeError):
+    """The dataset is neither on disk nor downloadable; the message says where to put it."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    num_classes: int
+    in_channels: int
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    load: Callable[..., Dataset]  # (root, train, download, verify_checksums) -> Dataset
+    how_to_get: str
+
+
+def without_checksums(cls: type) -> type:
+    """The same torchvision CIFAR class, checking that its files exist instead of their md5."""
+    return type(
+        cls.__name__,
+        (cls,),
+        {
+            "train_list": [[f, None] for f, _ in cls.train_list],
+            "test_list": [[f, None] for f, _ in cls.test_list],
+            "meta": {**cls.meta, "md5": None},
+        },
+    )
+
+
+def load_cifar(cls: type) -> Callable[..., Dataset]:
+    def load(root: Path, train: bool, download: bool, verify_checksums: bool) -> Dataset:
+        dataset_cls = cls if verify_checksums else without_checksums(cls)
+        folder = Path(root) / cls.base_folder
+        try:
+            return dataset_cls(str(root), train=train, download=download)
+        except (URLError, OSError) as error:  # offline, or the server refused
+            raise DataUnavailable(
+                f"{cls.__name__} not found in {folder} and the download failed ({error})"
+            ) from None
+        except RuntimeError as error:
+            state = "is incomplete or corrupted" if folder.exists() else "does not exist"
+            raise DataUnavailable(f"{cls.__name__}: {folder} {state} ({error})") from None
+
+    return load
+
+
+def stage_fashion_mnist(root: Path) -> None:
+    """Decompress the Debian copy into torchvision's layout (<root>/FashionMNIST/raw/)."""
+    raw = Path(root) / "FashionMNIST" / "raw"
+    for gz in sorted(FASHION_MNIST_SYSTEM_COPY.glob("*-ubyte.gz")):
+        target = raw / gz.name.removesuffix(".gz")
+        if not target.exists():
+            raw.mkdir(parents=True, exist_ok=True)
+            partial = target.with_suffix(".partial")
+            with gzip.open(gz) as src, open(partial, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            partial.rename(target)
+
+
+def load_fashion_mnist(root: Path, train: bool, download: bool, verify_checksums: bool) -> Dataset:
+    if FASHION_MNIST_SYSTEM_COPY.is_dir():
+        stage_fashion_mnist(root)
+    try:
+        return datasets.FashionMNIST(str(root), train=train, download=download)
+    except (URLError, OSError, RuntimeError) as error:
+        raise DataUnavailable(
+            f"FashionMNIST not found in {Path(root) / 'FashionMNIST' / 'raw'} or "
+            f"{FASHION_MNIST_SYSTEM_COPY}, and the download failed ({error})"
+        ) from None
+
+
+CIFAR_HOW = (
+    "download {archive} from https://www.cs.toronto.edu/~kriz/cifar.html and extract it in "
+    "data.root, or set data.root=/path/to/the/folder/holding/{folder}"
+)
+
+DATASETS: dict[str, DatasetSpec] = {
+    "cifar10": DatasetSpec(
+        "cifar10", 10, 3, 32,
+        (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+        load_cifar(datasets.CIFAR10),
+        CIFAR_HOW.format(archive="cifar-10-python.tar.gz", folder="cifar-10-batches-py"),
+    ),
+    "cifar100": DatasetSpec(
+        "cifar100", 100, 3, 32,
+        (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
+        load_cifar(datasets.CIFAR100),
+        CIFAR_HOW.format(archive="cifar-100-python.tar.gz", folder="cifar-100-python"),
+    ),
+    "fashion_mnist": DatasetSpec(
+        "fashion_mnist", 10, 1, 28,
+        (0.2860,), (0.3530,),
+        load_fashion_mnist,
+        "apt-get install dataset-fashion-mnist (files in /usr/share/datasets/fashion-mnist), "
+        "or go online so torchvision can download it",
+    ),
+}  # fmt: skip
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(sorted(DATASETS))}")
+    return DATASETS[name]

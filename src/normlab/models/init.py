@@ -1,0 +1,28 @@
+"""He initialisation shared by the models."""
+
+from torch import nn
+
+
+def conv_out(size: int, stride: int) -> int:
+    """Spatial size after a 3x3 (padding 1) or 1x1 (padding 0) convolution with `stride`."""
+    return (size - 1) // stride + 1
+
+
+def he_init(model: nn.Module) -> None:
+    """Kaiming-normal (fan_out, ReLU) convolutions, as He et al. 2015; zero linear biases.
+
+    Norm layers keep their own initialisation (gamma = 1, beta = 0).
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.Linear):
+            nn.init.kaiming_uniform_(module.weight, nonlinearity="linear")
+            nn.init.zeros_(module.bias)
+
+
+def zero_init_last_gamma(norm: nn.Module) -> None:
+    """gamma = 0 on a residual block's last norm, so each block starts as the identity."""
+    weight = getattr(norm, "weight", None)
+    if weight is not None:
+        nn.init.zeros_(weight)

@@ -1,0 +1,92 @@
+"""The LightningModule: cross-entropy, accuracy, SGD with warmup and a schedule."""
+
+import math
+from dataclasses import dataclass
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy
+
+SCHEDULES = ("cosine", "step", "constant")
+
+
+@dataclass
+class LrSchedule:
+    """lr multiplier at a step: linear warmup, then cosine decay, step decay or constant."""
+
+    total_steps: int
+    warmup_steps: int = 0
+    schedule: str = "cosine"
+    milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of training, for "step"
+    gamma: float = 0.1
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        progress = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
+        if self.schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        if self.schedule == "step":
+            return self.gamma ** sum(step >= m * self.total_steps for m in self.milestones)
+        return 1.0
+
+
+class Classifier(pl.LightningModule):
+    """Image classification with `model`; logs {train,val,test}/{loss,acc} per epoch."""
+
+    def __init__(self, model: nn.Module, num_classes: int, lr: float, optim: dict):
+        super().__init__()
+        self.model = model
+        self.lr = lr
+        self.optim = dict(optim)
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    def shared_step(self, batch, stage: str) -> Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = nn.functional.cross_entropy(logits, y)
+        accuracy = getattr(self, f"{stage}_acc")
+        accuracy(logits, y)
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log(f"{stage}/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        return self.shared_step(batch, "train")
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self.shared_step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self.shared_step(batch, "test")
+
+    def configure_optimizers(self):
+        o = self.optim
+        optimizer = torch.optim.SGD(
+            self.parameters(),
+            lr=self.lr,
+            momentum=o.get("momentum", 0.9),
+            nesterov=o.get("nesterov", True),
+            weight_decay=o.get("weight_decay", 5e-4),
+        )
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        epochs = max(1, self.trainer.max_epochs or 1)
+        warmup = min(total, round(o.get("warmup_epochs", 0) * total / epochs))
+        schedule = LrSchedule(
+            total,
+            warmup,
+            o.get("schedule", "cosine"),
+            tuple(o.get("milestones", (0.5, 0.75))),
+            o.get("gamma", 0.1),
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

@@ -1,0 +1,79 @@
+"""The datamodule on a tiny CIFAR-10 copy in torchvision's format, and on real Fashion-MNIST."""
+
+from urllib.error import URLError
+
+import pytest
+import torch
+
+from normlab.data import DataUnavailable, ImageClassificationData
+from tests.data.available import needs_fashion_mnist
+from tests.data.tiny_cifar import write_tiny_cifar10
+
+
+def tiny(tmp_path, **kwargs):
+    write_tiny_cifar10(tmp_path, per_batch=20, test=30)
+    options = dict(root=tmp_path, batch_size=8, val_size=30, num_workers=0,
+                   verify_checksums=False, download=False)  # fmt: skip
+    data = ImageClassificationData(**{**options, **kwargs})
+    data.setup()
+    return data
+
+
+def test_split_sizes_and_drop_last(tmp_path):
+    data = tiny(tmp_path)
+    assert (len(data.train_set), len(data.val_set), len(data.test_set)) == (70, 30, 30)
+    loader = data.train_dataloader()
+    assert loader.drop_last and len(loader) == 70 // 8
+    assert all(len(y) == 8 for _, y in loader)
+    x, _ = next(iter(data.val_dataloader()))
+    assert x.shape == (8, 3, 32, 32) and x.dtype == torch.float32
+
+
+def test_split_is_seeded_and_disjoint(tmp_path):
+    a, b = tiny(tmp_path), tiny(tmp_path)
+    c = tiny(tmp_path, split_seed=1)
+    assert a.val_set.indices == b.val_set.indices != c.val_set.indices
+    assert not set(a.val_set.indices) & set(a.train_set.indices)
+
+
+def test_normalized_with_dataset_statistics_and_augmented_only_in_training(tmp_path):
+    data = tiny(tmp_path)
+    image, _ = data.val_set.base[data.val_set.indices[0]]
+    mean = torch.tensor(data.spec.mean).view(3, 1, 1)
+    std = torch.tensor(data.spec.std).view(3, 1, 1)
+    expected = (torch.tensor(list(image.getdata())).T.reshape(3, 32, 32) / 255 - mean) / std
+    torch.testing.assert_close(data.val_set[0][0], expected)
+    torch.manual_seed(0)
+    assert not torch.equal(data.train_set[0][0], data.train_set[0][0])  # random crop and flip
+    assert torch.equal(data.val_set[0][0], data.val_set[0][0])
+
+
+def test_checksums_are_verified_by_default(tmp_path):
+    with pytest.raises(
+        DataUnavailable, match="cifar-10-batches-py is incomplete or corrupted.*To supply it"
+    ):
+        tiny(tmp_path, verify_checksums=True)
+
+
+def test_offline_without_a_copy_says_where_and_how(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise URLError("no network")
+
+    monkeypatch.setattr("torchvision.datasets.cifar.download_and_extract_archive", offline)
+    data = ImageClassificationData(root=tmp_path / "none", download=True)
+    with pytest.raises(DataUnavailable) as info:
+        data.prepare_data()
+    message = str(info.value)
+    assert str(tmp_path / "none" / "cifar-10-batches-py") in message
+    assert "download failed" in message and "data.root=" in message and "\n" not in message
+
+
+@needs_fashion_mnist
+def test_fashion_mnist_from_the_debian_copy(tmp_path):
+    data = ImageClassificationData("fashion_mnist", root=tmp_path, batch_size=64, val_size=5000,
+                                   num_workers=0, download=False)  # fmt: skip
+    data.setup()
+    assert (len(data.train_set), len(data.val_set), len(data.test_set)) == (55000, 5000, 10000)
+    x, y = next(iter(data.train_dataloader()))
+    assert x.shape == (64, 1, 28, 28) and y.max() < 10
+    assert abs(x.mean().item()) < 0.3  # normalized with Fashion-MNIST's own mean and std

@@ -1,0 +1,78 @@
+"""Every config group option composes, resolves and builds its model, with hydra.compose."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from normlab.config import key_choices, learning_rate
+from normlab.norms import NORMS
+from normlab.train import build_module, trainer_options
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
+OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
+
+
+def make(overrides=(), hydra=False):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("train", overrides=list(overrides), return_hydra_config=hydra)
+
+
+def test_every_group_has_options():
+    expected = {"callbacks", "data", "experiment", "hydra", "logger", "model", "norm", "optim"}
+    assert expected | {"paths", "trainer"} <= set(GROUPS)
+    assert {o for g, o in OPTIONS if g == "norm"} == set(NORMS)
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS)
+def test_option_composes_and_resolves(group, option):
+    cfg = make([f"{group}={option}"], hydra=True)
+    OmegaConf.resolve(cfg)  # every interpolation, hydra's run and sweep dirs included
+    assert "runs" in cfg.hydra.run.dir
+
+
+@pytest.mark.parametrize("norm", sorted(NORMS))
+@pytest.mark.parametrize("model", ["resnet20", "resnet18", "cnn"])
+@pytest.mark.parametrize("data", ["cifar10", "cifar100", "fashion_mnist"])
+def test_default_norm_options_fit_every_model(norm, model, data):
+    """norm=group's default group count divides every layer of every model, for every dataset."""
+    module = build_module(make([f"norm={norm}", f"model={model}", f"data={data}"]))
+    assert module.model is not None
+
+
+def test_commands_from_the_brief_compose():
+    cfg = make(["norm=group", "norm.num_groups=8", "data.batch_size=4", "model=resnet18"])
+    assert (cfg.norm.num_groups, cfg.data.batch_size, cfg.model.name) == (8, 4, "resnet18")
+    assert build_module(cfg).model.stem[1].num_groups == 8
+    assert make(["data.root=/some/copy"]).data.root == "/some/copy"
+    cfg = make(["experiment=example"])
+    assert (cfg.norm.name, cfg.model.name, cfg.data.name) == ("group", "cnn", "fashion_mnist")
+
+
+def test_group_size_replaces_num_groups():
+    cfg = make(["norm=group", "norm.group_size=4", "model=resnet20"])
+    assert build_module(cfg).model.stem[1].num_groups == 4  # 16 channels / 4 per group
+    assert key_choices(cfg)["norm.num_groups"] is None
+
+
+def test_linear_lr_scaling():
+    assert learning_rate(make(["data.batch_size=128"])) == pytest.approx(0.1)
+    assert learning_rate(make(["data.batch_size=2"])) == pytest.approx(0.1 * 2 / 128)
+    assert learning_rate(make(["data.batch_size=2", "optim.lr_scaling=none"])) == 0.1
+
+
+def test_precision_auto_is_32_bit_without_a_gpu(monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert trainer_options(make())["precision"] == "32-true"
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    assert trainer_options(make())["precision"] == "bf16-mixed"
+    assert trainer_options(make(["trainer=cpu"]))["precision"] == "32-true"
+
+
+def test_run_dir_is_named_by_overrides():
+    cfg = make(["norm=group", "data.batch_size=8"], hydra=True)
+    cfg.hydra.job.override_dirname = "data.batch_size=8,norm=group"  # what Hydra sets at launch
+    assert cfg.hydra.run.dir.endswith("_data.batch_size=8,norm=group")
+    assert cfg.hydra.sweep.subdir == "data.batch_size=8,norm=group"

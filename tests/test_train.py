@@ -1,0 +1,105 @@
+"""End to end: `python train.py` in a subprocess, on a tiny CIFAR-10 copy and on Fashion-MNIST."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+from tests.data.available import needs_fashion_mnist
+from tests.data.tiny_cifar import write_tiny_cifar10
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def train(*overrides, check=True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "train.py", *overrides], cwd=REPO, capture_output=True, text=True
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"train.py failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def tiny_overrides(tmp_path: Path) -> list[str]:
+    root = write_tiny_cifar10(tmp_path / "data")
+    return ["trainer=debug", "model=cnn", f"data.root={root}", "data.verify_checksums=false",
+            "data.val_size=40", "data.num_workers=0", f"paths.root={tmp_path / 'out'}"]  # fmt: skip
+
+
+def tensorboard_runs(root: Path) -> dict:
+    mux = EventMultiplexer()
+    mux.AddRunsFromDirectory(str(root))
+    mux.Reload()
+    return {run: tags["scalars"] for run, tags in mux.Runs().items()}
+
+
+def test_single_run_writes_metrics_checkpoints_and_events(tmp_path):
+    run_dir = tmp_path / "run"
+    train(*tiny_overrides(tmp_path), "norm=group", "data.batch_size=8", f"hydra.run.dir={run_dir}")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "finished"
+    assert (metrics["norm"], metrics["model"], metrics["dataset"]) == ("group", "cnn", "cifar10")
+    assert metrics["batch_size"] == 8 and metrics["lr"] == pytest.approx(0.1 * 8 / 128)
+    assert metrics["norm.num_groups"] == 8 and metrics["seed"] == 0
+    for key in ("val_acc", "val_loss", "test_acc", "test_loss", "best_val_acc"):
+        assert 0 <= metrics[key] < 100, key
+    assert (run_dir / "checkpoints" / "best.ckpt").is_file()
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    tags = tensorboard_runs(run_dir)["."]
+    assert {"train/loss", "train/acc", "val/loss", "val/acc", "test/acc", "test/loss"} <= set(tags)
+
+
+def test_default_run_folder_is_named_by_overrides(tmp_path):
+    train(*tiny_overrides(tmp_path), "norm=instance")
+    (run_dir,) = (tmp_path / "out" / "runs").iterdir()
+    assert run_dir.name.endswith(",norm=instance,trainer=debug")
+    assert (run_dir / "metrics.json").is_file()
+
+
+def test_multirun_2x2_gives_4_runs_side_by_side(tmp_path):
+    sweep = tmp_path / "sweep"
+    train("-m", *tiny_overrides(tmp_path), "norm=batch,group", "data.batch_size=4,8",
+          f"hydra.sweep.dir={sweep}")  # fmt: skip
+    names = {p.name for p in sweep.iterdir() if p.is_dir()}
+    assert len(names) == 4
+    for name in names:  # each run folder is named by all its overrides, swept ones included
+        metrics = json.loads((sweep / name / "metrics.json").read_text())
+        assert metrics["status"] == "finished"
+        overrides = set(name.split(","))
+        assert {f"norm={metrics['norm']}", f"data.batch_size={metrics['batch_size']}"} <= overrides
+    runs = tensorboard_runs(sweep)
+    assert set(runs) == names
+    assert all("val/acc" in tags for tags in runs.values())
+
+
+def test_missing_dataset_is_one_clear_line(tmp_path):
+    result = train(f"data.root={tmp_path / 'empty'}", "data.download=false",
+                   f"paths.root={tmp_path / 'out'}", check=False)  # fmt: skip
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert str(tmp_path / "empty" / "cifar-10-batches-py") in lines[0]
+    assert "cifar-10-python.tar.gz" in lines[0] and "data.root=" in lines[0]
+
+
+def test_bad_group_count_is_one_clear_line(tmp_path):
+    result = train("norm=group", "norm.num_groups=5", f"paths.root={tmp_path}", check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: group norm on 16 channels: num_groups=5 does not divide 16; "
+        "valid num_groups: [1, 2, 4, 8, 16]"
+    ]
+
+
+@needs_fashion_mnist
+def test_fashion_mnist_smoke_run(tmp_path):
+    run_dir = tmp_path / "run"
+    train("data=fashion_mnist", "trainer=debug", "model=resnet20", "norm=batch",
+          f"data.root={tmp_path / 'data'}", "data.num_workers=0", "data.batch_size=16",
+          f"hydra.run.dir={run_dir}")  # fmt: skip
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "finished" and metrics["dataset"] == "fashion_mnist"
