@@ -1,33 +1,15 @@
 """End to end: `python train.py` in a subprocess, on a tiny CIFAR-10 copy and on Fashion-MNIST."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 
 from tests.data.available import needs_fashion_mnist
-from tests.data.tiny_cifar import write_tiny_cifar10
+from tests.runs import tiny_overrides, train
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-
-
-def train(*overrides, check=True) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "train.py", *overrides], cwd=REPO, capture_output=True, text=True
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"train.py failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
-
-
-def tiny_overrides(tmp_path: Path) -> list[str]:
-    root = write_tiny_cifar10(tmp_path / "data")
-    return ["trainer=debug", "model=cnn", f"data.root={root}", "data.verify_checksums=false",
-            "data.val_size=40", "data.num_workers=0", f"paths.root={tmp_path / 'out'}"]  # fmt: skip
 
 
 def tensorboard_runs(root: Path) -> dict:
@@ -103,3 +85,17 @@ def test_fashion_mnist_smoke_run(tmp_path):
           f"hydra.run.dir={run_dir}")  # fmt: skip
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "finished" and metrics["dataset"] == "fashion_mnist"
+
+
+def test_divergence_stops_the_run_and_is_recorded(tmp_path):
+    """Small-batch BN with an lr far too high: the loss goes NaN, the run ends cleanly."""
+    run_dir = tmp_path / "run"
+    result = train(*tiny_overrides(tmp_path), "norm=batch", "data.batch_size=2",
+                   "optim.base_lr=1e9", "trainer.limit_train_batches=20",
+                   f"hydra.run.dir={run_dir}")  # fmt: skip
+    assert result.returncode == 0
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "diverged" and 0 <= metrics["step"] < 20
+    assert metrics["diverged_at_step"] == metrics["step"]
+    scalars = tensorboard_runs(run_dir)["."]
+    assert "hp/diverged_at_step" in scalars

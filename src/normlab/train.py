@@ -2,15 +2,21 @@
 
 import json
 import logging
+import sys
+import time
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
+from normlab.callbacks import PopulationStats, RunningStatsDrift, TrainEvalGap
+from normlab.callbacks.board import final_record, start_record
+from normlab.callbacks.divergence import StopOnDivergence
 from normlab.config import (
     ConfigError,
     key_choices,
@@ -19,7 +25,7 @@ from normlab.config import (
     norm_options,
     plain,
 )
-from normlab.data import ImageClassificationData, dataset_spec
+from normlab.data import DataUnavailable, ImageClassificationData, dataset_spec
 from normlab.models import build_model
 from normlab.module import Classifier
 from normlab.norms import norm_factory
@@ -63,9 +69,54 @@ def build_module(cfg: DictConfig) -> Classifier:
     return Classifier(model, spec.num_classes, lr, plain(cfg.optim))
 
 
+def statistics_callbacks(cfg: DictConfig) -> list[pl.Callback]:
+    """The enabled statistics callbacks, each with its own options from cfg.callbacks."""
+    kinds = {
+        "drift": RunningStatsDrift,
+        "train_eval_gap": TrainEvalGap,
+        "population": PopulationStats,
+    }
+    callbacks = []
+    for key, kind in kinds.items():
+        options = plain(cfg.get(key) or {"enabled": False})
+        if options.pop("enabled", True):
+            callbacks.append(kind(**options))
+    return callbacks
+
+
 def write_metrics(run_dir: Path, cfg: DictConfig, status: str, **results) -> None:
-    record = {"status": status, **key_choices(cfg), **results}
+    try:
+        choices = key_choices(cfg)
+    except ValueError:  # a config too broken to describe still gets its status recorded
+        choices = {}
+    record = {"status": status, **choices, **results}
+    run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def in_sweep() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def run_and_record(cfg: DictConfig) -> float:
+    """run(cfg) as train.py calls it: a failure is recorded in metrics.json (status 'failed').
+
+    Bad config or missing data: one line on stderr, exit code 2. Any other error: re-raised.
+    In a sweep, the error is logged and the sweep goes on with the next run.
+    """
+    try:
+        return run(cfg)
+    except Exception as error:
+        expected = isinstance(error, ConfigError | DataUnavailable)
+        message = f"{error}" if expected else f"{type(error).__name__}: {error}"
+        write_metrics(output_dir(cfg), cfg, "failed", error=message)
+        if in_sweep():
+            log.error("run failed, the sweep goes on: %s", message, exc_info=not expected)
+            return float("nan")
+        if expected:
+            print(f"error: {message}", file=sys.stderr)
+            sys.exit(2)
+        raise
 
 
 def run(cfg: DictConfig) -> float:
@@ -84,19 +135,33 @@ def run(cfg: DictConfig) -> float:
         enable_version_counter=False,
         **plain(cfg.callbacks.checkpoint),
     )
-    callbacks = [checkpoint]
+    divergence = StopOnDivergence()
+    statistics = statistics_callbacks(cfg.callbacks)
+    callbacks = [checkpoint, divergence, *statistics]
     if cfg.callbacks.lr_monitor:
         callbacks.append(LearningRateMonitor("step"))
     trainer = pl.Trainer(
         **trainer_options(cfg), logger=logger, callbacks=callbacks, default_root_dir=str(run_dir)
     )
-    logger.log_hyperparams(key_choices(cfg))
+    start_record(logger, key_choices(cfg))
+    started = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=cfg.get("ckpt_path"))
-    val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    fit_seconds = time.perf_counter() - started
+    final = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    for callback in (*statistics, divergence):
+        final.update(callback.summary)
     best = checkpoint.best_model_path or None
-    test = trainer.test(module, datamodule=data, ckpt_path="best" if best else None)[0]
-    results = {k.replace("/", "_"): float(v) for k, v in {**val, **test}.items()}
+    if best or divergence.step is None:  # a diverged run is tested only on a finite checkpoint
+        test = trainer.test(module, datamodule=data, ckpt_path="best" if best else None)[0]
+        final.update({k: float(v) for k, v in test.items()})
+    final_record(logger, trainer.global_step, final)
+    results = {k.replace("/", "_"): v for k, v in final.items() if k.count("/") <= 1}
     if best:
         results["best_val_acc"] = float(checkpoint.best_model_score)
-    write_metrics(run_dir, cfg, "finished", **results, best_checkpoint=best)
+    status = "finished" if divergence.step is None else "diverged"
+    if divergence.step is not None:
+        results["step"] = divergence.step
+        log.warning("training loss not finite at step %d: run stopped, recorded as diverged",
+                    divergence.step)  # fmt: skip
+    write_metrics(run_dir, cfg, status, **results, fit_seconds=fit_seconds, best_checkpoint=best)
     return results.get("val_acc", float("nan"))

@@ -59,6 +59,23 @@ def normalize(
     return y
 
 
+def register_affine(module: nn.Module, shape, enabled: bool, bias: bool, factory: dict) -> None:
+    """`weight` (gamma) and `bias` (beta) parameters of `shape`, or None, under torch's names."""
+    weight = nn.Parameter(torch.empty(shape, **factory)) if enabled else None
+    module.register_parameter("weight", weight)
+    module.register_parameter(
+        "bias", nn.Parameter(torch.empty(shape, **factory)) if enabled and bias else None
+    )
+
+
+def reset_affine(module: nn.Module) -> None:
+    """gamma = 1, beta = 0."""
+    if module.weight is not None:
+        nn.init.ones_(module.weight)
+    if module.bias is not None:
+        nn.init.zeros_(module.bias)
+
+
 def values_per_statistic(x: Tensor, dims: tuple[int, ...]) -> int:
     return math.prod(x.shape[d] for d in dims)
 
@@ -91,12 +108,7 @@ class RunningStatsNorm(nn.Module):
         self.momentum = momentum
         self.affine = affine
         self.track_running_stats = track_running_stats
-        if affine:
-            self.weight = nn.Parameter(torch.empty(num_features, **factory))
-            self.bias = nn.Parameter(torch.empty(num_features, **factory)) if bias else None
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        register_affine(self, num_features, affine, bias, factory)
         if track_running_stats:
             self.register_buffer("running_mean", torch.zeros(num_features, **factory))
             self.register_buffer("running_var", torch.ones(num_features, **factory))
@@ -117,10 +129,7 @@ class RunningStatsNorm(nn.Module):
 
     def reset_parameters(self) -> None:
         self.reset_running_stats()
-        if self.affine:
-            nn.init.ones_(self.weight)
-            if self.bias is not None:
-                nn.init.zeros_(self.bias)
+        reset_affine(self)
 
     @torch.no_grad()
     def update_running_stats(self, mean: Tensor, var: Tensor, factor: float | Tensor) -> None:

@@ -3,7 +3,13 @@
 import torch
 from torch import Tensor, nn
 
-from normlab.norms.base import batch_moments, normalize, output_dtype
+from normlab.norms.base import (
+    batch_moments,
+    normalize,
+    output_dtype,
+    register_affine,
+    reset_affine,
+)
 from normlab.norms.registry import register
 
 PAPER_NUM_GROUPS = 32
@@ -50,19 +56,11 @@ class GroupNorm(nn.Module):
         self.num_channels = num_channels
         self.eps = eps
         self.affine = affine
-        if affine:
-            self.weight = nn.Parameter(torch.empty(num_channels, **factory))
-            self.bias = nn.Parameter(torch.empty(num_channels, **factory)) if bias else None
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        register_affine(self, num_channels, affine, bias, factory)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        if self.affine:
-            nn.init.ones_(self.weight)
-            if self.bias is not None:
-                nn.init.zeros_(self.bias)
+        reset_affine(self)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() < 2:

@@ -2,10 +2,15 @@
 
 import numbers
 
-import torch
 from torch import Tensor, nn
 
-from normlab.norms.base import batch_moments, normalize, output_dtype
+from normlab.norms.base import (
+    batch_moments,
+    normalize,
+    output_dtype,
+    register_affine,
+    reset_affine,
+)
 from normlab.norms.group import GroupNorm
 from normlab.norms.registry import register
 
@@ -44,21 +49,11 @@ class LayerNorm(nn.Module):
         self.eps = eps
         self.elementwise_affine = elementwise_affine
         factory = {"device": device, "dtype": dtype}
-        if elementwise_affine:
-            self.weight = nn.Parameter(torch.empty(self.normalized_shape, **factory))
-            self.bias = (
-                nn.Parameter(torch.empty(self.normalized_shape, **factory)) if bias else None
-            )
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        register_affine(self, self.normalized_shape, elementwise_affine, bias, factory)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        if self.elementwise_affine:
-            nn.init.ones_(self.weight)
-            if self.bias is not None:
-                nn.init.zeros_(self.bias)
+        reset_affine(self)
 
     def forward(self, x: Tensor) -> Tensor:
         k = len(self.normalized_shape)

@@ -1,0 +1,109 @@
+"""Running-statistics drift: how fast the EMA buffers move, and how far they sit from the batch."""
+
+import pytorch_lightning as pl
+import torch
+
+from normlab.callbacks.board import log_now
+from normlab.callbacks.norm_layers import (
+    channel_moments,
+    running_stat_layers,
+    std_units,
+)
+
+DRIFT_METRICS = ("mean_change", "var_change", "mean_to_batch", "std_to_batch")
+
+
+def relative_change(now: torch.Tensor, before: torch.Tensor) -> float:
+    """||now - before|| / ||now||."""
+    return ((now - before).norm() / now.norm().clamp_min(1e-12)).item()
+
+
+class RunningStatsDrift(pl.Callback):
+    """Every `every_n_steps` training steps, for each layer with running statistics, log
+
+    - ``drift/<layer>/mean_change``, ``var_change``: ||M_t - M_prev|| / ||M_t|| of running_mean
+      and running_var since the previous log;
+    - ``drift/<layer>/mean_to_batch``, ``std_to_batch``: RMS over channels of the distance from
+      the running mean (std) to this training batch's mean (std), in units of
+      sqrt(running_var + eps), both taken just before the layer's own update;
+
+    with summaries ``stats/drift_<metric>_mean`` and ``_max`` across layers. At each epoch end,
+    histograms ``drift/<layer>/running_mean`` and ``running_var``.
+    """
+
+    def __init__(self, every_n_steps: int = 50, histograms: bool = True):
+        self.every_n_steps = every_n_steps
+        self.histograms = histograms
+        self.previous: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.to_batch: dict[str, tuple[float, float]] = {}
+        self.handles = []
+        self.summary: dict[str, float] = {}  # the latest stats/drift_* values
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.previous = self.snapshot(pl_module)
+
+    @staticmethod
+    def snapshot(pl_module) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        return {
+            name: (
+                layer.running_mean.detach().float().clone(),
+                layer.running_var.detach().float().clone(),
+            )
+            for name, layer in running_stat_layers(pl_module).items()
+        }
+
+    def due(self, trainer) -> bool:
+        return (trainer.global_step + 1) % self.every_n_steps == 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if not self.due(trainer):
+            return
+        self.to_batch = {}
+        for name, layer in running_stat_layers(pl_module).items():
+            self.handles.append(layer.register_forward_pre_hook(self.measure_hook(name)))
+
+    def measure_hook(self, name: str):
+        def hook(layer, args) -> None:
+            if layer.training:
+                mean, var = channel_moments(args[0])
+                self.to_batch[name] = std_units(
+                    mean, var, layer.running_mean, layer.running_var, layer.eps
+                )
+
+        return hook
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not self.handles:
+            return
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+        now = self.snapshot(pl_module)
+        values: dict[str, dict[str, float]] = {m: {} for m in DRIFT_METRICS}
+        for name, (mean, var) in now.items():
+            before_mean, before_var = self.previous.get(name, (mean, var))
+            values["mean_change"][name] = relative_change(mean, before_mean)
+            values["var_change"][name] = relative_change(var, before_var)
+            if name in self.to_batch:
+                values["mean_to_batch"][name], values["std_to_batch"][name] = self.to_batch[name]
+        self.previous = now
+        metrics = {}
+        for metric, per_layer in values.items():
+            for name, value in per_layer.items():
+                metrics[f"drift/{name}/{metric}"] = value
+            if per_layer:
+                metrics[f"stats/drift_{metric}_mean"] = sum(per_layer.values()) / len(per_layer)
+                metrics[f"stats/drift_{metric}_max"] = max(per_layer.values())
+        self.summary = {k: v for k, v in metrics.items() if k.startswith("stats/")}
+        log_now(trainer, metrics)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        experiment = getattr(trainer.logger, "experiment", None)
+        if not self.histograms or not hasattr(experiment, "add_histogram"):
+            return
+        for name, layer in running_stat_layers(pl_module).items():
+            for buffer in ("running_mean", "running_var"):
+                values = getattr(layer, buffer).detach().double()
+                # A diverging run has NaN or astronomically large buffers: nothing to bin.
+                if torch.isfinite(values).all() and values.abs().max() < 1e30:
+                    experiment.add_histogram(f"drift/{name}/{buffer}", values, trainer.global_step)

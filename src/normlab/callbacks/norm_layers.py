@@ -1,0 +1,63 @@
+"""Finding norm layers by their running-stat buffers, and probing them without leaving a trace."""
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+
+
+def running_stat_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Every module that keeps running_mean and running_var (BatchNorm, tracking InstanceNorm).
+
+    Named as in the network: a LightningModule's leading "model." is dropped.
+    """
+    return {
+        name.removeprefix("model."): m
+        for name, m in model.named_modules()
+        if isinstance(getattr(m, "running_mean", None), Tensor)
+        and isinstance(getattr(m, "running_var", None), Tensor)
+    }
+
+
+@contextlib.contextmanager
+def untouched(model: nn.Module) -> Iterator[None]:
+    """Restore every buffer bit for bit, and every module's train/eval mode, on exit."""
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, saved in buffers:
+                buffer.copy_(saved)
+        for module, training in modes:
+            module.training = training
+
+
+@contextlib.contextmanager
+def batch_statistics(model: nn.Module) -> Iterator[None]:
+    """Running-stat layers normalize with batch statistics (train mode); all else in eval mode.
+
+    Buffers and modes are restored on exit (see `untouched`).
+    """
+    with untouched(model):
+        model.eval()
+        for layer in running_stat_layers(model).values():
+            layer.train()
+        yield
+
+
+def channel_moments(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and biased variance of a (N, C, ...) input, in float32."""
+    dims = (0, *range(2, x.dim()))
+    var, mean = torch.var_mean(x.detach().float(), dim=dims, correction=0)
+    return mean, var
+
+
+def std_units(a_mean, a_var, b_mean, b_var, eps: float) -> tuple[float, float]:
+    """RMS over channels of |mean_a - mean_b| and |std_a - std_b|, in units of sqrt(var_b + eps)."""
+    scale = torch.sqrt(b_var.float() + eps)
+    mean_d = (a_mean.float() - b_mean.float()) / scale
+    std_d = (a_var.float().clamp_min(0).sqrt() - b_var.float().sqrt()) / scale
+    return mean_d.square().mean().sqrt().item(), std_d.square().mean().sqrt().item()

@@ -1,0 +1,115 @@
+"""Train/eval discrepancy: validation with batch statistics against validation with running ones."""
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from normlab.callbacks.board import log_now
+from normlab.callbacks.norm_layers import (
+    batch_statistics,
+    running_stat_layers,
+    untouched,
+)
+from normlab.callbacks.probe import cached_batches, dataset_of
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches, device) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of `model` as it is, over `batches`."""
+    correct, loss, count = 0, 0.0, 0
+    for x, y in batches:
+        x, y = x.to(device), y.to(device)
+        logits = model(x).float()
+        loss += nn.functional.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+        count += len(y)
+    return correct / count, loss / count
+
+
+class TrainEvalGap(pl.Callback):
+    """At each validation (every `every_n_epochs`), on up to `max_samples` validation images in
+    batches of the training batch size, log
+
+    - ``gap/val_acc_eval``, ``gap/val_loss_eval``: eval mode, running statistics;
+    - ``gap/val_acc_train``, ``gap/val_loss_train``: running-stat layers in train mode, batch
+      statistics (every buffer is restored bit for bit afterwards);
+    - ``gap/acc``, ``gap/loss``: train mode minus eval mode. Both passes see the same batches, so
+      for norms without running statistics (group, layer, instance untracked) the gap is 0;
+    - ``gap/<layer>/activation_distance``: on the first batch, the relative L2 distance
+      ||y_batch - y_running|| / ||y_running|| of each running-stat layer's output, both from the
+      same input (the layer's input in the eval pass); summaries ``gap/activation_distance_mean``
+      and ``_max``;
+
+    and at each training epoch end ``gap/generalization``: train/acc - val/acc.
+    """
+
+    def __init__(self, every_n_epochs: int = 1, max_samples: int | None = 1024):
+        self.every_n_epochs = every_n_epochs
+        self.max_samples = max_samples
+        self.batch_size: int | None = None
+        self.summary: dict[str, float] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.batch_size = len(batch[1])
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or self.batch_size is None:
+            return
+        if (trainer.current_epoch + 1) % self.every_n_epochs != 0:
+            return
+        dataset = dataset_of(trainer.val_dataloaders)
+        batches = cached_batches(dataset, self.batch_size, self.max_samples)
+        if not batches:
+            return
+        with trainer.precision_plugin.forward_context():
+            with untouched(pl_module):
+                acc_eval, loss_eval = evaluate(pl_module.eval(), batches, pl_module.device)
+            with batch_statistics(pl_module):
+                acc_train, loss_train = evaluate(pl_module, batches, pl_module.device)
+        metrics = {
+            "gap/val_acc_eval": acc_eval,
+            "gap/val_loss_eval": loss_eval,
+            "gap/val_acc_train": acc_train,
+            "gap/val_loss_train": loss_train,
+            "gap/acc": acc_train - acc_eval,
+            "gap/loss": loss_train - loss_eval,
+        }
+        with trainer.precision_plugin.forward_context():
+            x = batches[0][0].to(pl_module.device)
+            metrics.update(self.activation_distances(pl_module, x))
+        self.summary = metrics
+        log_now(trainer, metrics)
+
+    @torch.no_grad()
+    def activation_distances(self, pl_module, x) -> dict[str, float]:
+        layers = running_stat_layers(pl_module)
+        inputs, handles = {}, []
+        for name, layer in layers.items():
+            hook = lambda m, args, name=name: inputs.__setitem__(name, args[0])  # noqa: E731
+            handles.append(layer.register_forward_pre_hook(hook))
+        try:
+            with untouched(pl_module):
+                pl_module.eval()(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+        distances = {}
+        for name, layer in layers.items():
+            with untouched(layer):
+                y_batch = layer.train()(inputs[name]).float()
+                y_running = layer.eval()(inputs[name]).float()
+            distance = (y_batch - y_running).norm() / y_running.norm().clamp_min(1e-12)
+            distances[name] = distance.item()
+        metrics = {f"gap/{name}/activation_distance": d for name, d in distances.items()}
+        values = list(distances.values()) or [0.0]
+        metrics["gap/activation_distance_mean"] = sum(values) / len(values)
+        metrics["gap/activation_distance_max"] = max(values)
+        return metrics
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        train_acc = trainer.callback_metrics.get("train/acc")
+        val_acc = trainer.callback_metrics.get("val/acc")
+        if train_acc is not None and val_acc is not None:
+            gap = float(train_acc) - float(val_acc)
+            self.summary["gap/generalization"] = gap
+            log_now(trainer, {"gap/generalization": gap})

@@ -1,0 +1,33 @@
+"""python -m normlab.report <sweep dir> [--out DIR]: summarize a (running or finished) sweep."""
+
+import argparse
+import sys
+from pathlib import Path
+
+from normlab.report import collect, summarize
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m normlab.report", description=__doc__)
+    parser.add_argument("sweep", type=Path, help="a multirun folder (or any folder of runs)")
+    parser.add_argument("--out", type=Path, help="where to write (default: the sweep folder)")
+    args = parser.parse_args(argv)
+    if not args.sweep.is_dir():
+        print(f"error: no sweep folder at {args.sweep}", file=sys.stderr)
+        return 2
+    rows = collect(args.sweep)
+    if not rows:
+        print(
+            f"error: no runs (folders with .hydra/config.yaml) under {args.sweep}", file=sys.stderr
+        )
+        return 2
+    written = summarize(args.sweep, args.out)
+    counts = {s: sum(r.get("status") == s for r in rows) for s in {r.get("status") for r in rows}}
+    print(f"{len(rows)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

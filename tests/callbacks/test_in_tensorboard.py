@@ -1,0 +1,169 @@
+"""The statistics callbacks in real runs, read back from event files and a TensorBoard server."""
+
+import json
+import math
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from normlab.train import run
+from tests.data.available import needs_fashion_mnist
+from tests.data.tiny_cifar import write_tiny_cifar10
+from tests.events import accumulator, hparams, scalars
+from tests.runs import REPO, tiny_overrides, train
+
+pytestmark = pytest.mark.slow
+CNN_LAYERS = [f"features.{i}" for i in (1, 4, 8, 11, 15, 18)]
+
+
+@pytest.fixture(scope="module")
+def bn_run(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("bn")
+    run_dir = tmp / "run"
+    train(*tiny_overrides(tmp), "norm=batch", "data.batch_size=4", "trainer.max_epochs=2",
+          "callbacks.drift.every_n_steps=2", f"hydra.run.dir={run_dir}")  # fmt: skip
+    return run_dir
+
+
+def test_bn_run_has_every_tag_group(bn_run):
+    tags = set(scalars(bn_run))
+    for layer in CNN_LAYERS:
+        for metric in ("mean_change", "var_change", "mean_to_batch", "std_to_batch"):
+            assert f"drift/{layer}/{metric}" in tags
+        assert f"gap/{layer}/activation_distance" in tags
+        assert {f"precise/{layer}/mean_distance", f"precise/{layer}/std_distance"} <= tags
+    for metric in ("mean_change", "var_change", "mean_to_batch", "std_to_batch"):
+        assert {f"stats/drift_{metric}_mean", f"stats/drift_{metric}_max"} <= tags
+    assert {"gap/val_acc_eval", "gap/val_acc_train", "gap/acc", "gap/loss"} <= tags
+    assert {"gap/val_loss_eval", "gap/val_loss_train", "gap/generalization"} <= tags
+    assert {"gap/activation_distance_mean", "precise/distance_mean"} <= tags
+    assert {"precise/val_acc_population"} <= tags
+    ea = accumulator(bn_run)
+    assert f"drift/{CNN_LAYERS[0]}/running_mean" in ea.Tags()["histograms"]
+    assert ea.PluginTagToContent("custom_scalars")  # the eval-vs-train accuracy chart
+
+
+def test_bn_drift_is_positive_while_training(bn_run):
+    values = scalars(bn_run)
+    for layer in CNN_LAYERS:
+        assert (
+            values[f"drift/{layer}/mean_change"] and min(values[f"drift/{layer}/mean_change"]) > 0
+        )
+        assert min(values[f"drift/{layer}/var_change"]) > 0
+        assert min(values[f"drift/{layer}/mean_to_batch"]) > 0
+    assert all(v > 0 for v in values["gap/activation_distance_max"])
+
+
+def test_hparams_tab_has_settings_and_final_metrics(bn_run):
+    values, metric_tags = hparams(bn_run)
+    assert values["norm"] == "batch" and values["model"] == "cnn" and values["dataset"] == "cifar10"
+    assert values["batch_size"] == 4 and values["lr"] == pytest.approx(0.1 * 4 / 128)
+    assert values["norm.momentum"] == pytest.approx(0.1)
+    expected = {"hp/val_acc", "hp/test_acc", "hp/gap_acc", "hp/drift_to_batch"}
+    assert expected <= set(metric_tags)
+    final = {tag: scalars(bn_run)[tag][-1] for tag in expected}
+    assert all(not math.isnan(v) for v in final.values()), final
+    metrics = json.loads((bn_run / "metrics.json").read_text())
+    assert final["hp/test_acc"] == pytest.approx(metrics["test_acc"])
+    assert final["hp/gap_acc"] == pytest.approx(metrics["gap_acc"])
+
+
+@pytest.mark.parametrize("norm", ["group", "layer", "instance"])
+def test_norms_without_batch_dependence_have_exactly_zero_gap(tmp_path, norm):
+    run_dir = tmp_path / "run"
+    train(*tiny_overrides(tmp_path), f"norm={norm}", "data.batch_size=4", "trainer.max_epochs=2",
+          f"hydra.run.dir={run_dir}")  # fmt: skip
+    values = scalars(run_dir)
+    assert values["gap/acc"] == [0.0, 0.0] and values["gap/loss"] == [0.0, 0.0]
+    assert values["gap/val_acc_eval"] == values["gap/val_acc_train"]
+    assert not [t for t in values if t.startswith(("drift/", "precise/"))]
+    assert values["hp/gap_acc"][-1] == 0.0
+
+
+def test_callbacks_switch_off(tmp_path):
+    run_dir = tmp_path / "run"
+    train(*tiny_overrides(tmp_path), "norm=batch", "callbacks.drift.enabled=false",
+          "callbacks.population.enabled=false", f"hydra.run.dir={run_dir}")  # fmt: skip
+    prefixes = {t.split("/")[0] for t in scalars(run_dir)}
+    assert "gap" in prefixes and not {"drift", "precise"} & prefixes
+
+
+def final_state(tmp_path: Path, callbacks: str, **extra) -> dict:
+    overrides = tiny_overrides(tmp_path)
+    overrides = [o for o in overrides if not o.startswith("paths.root")]
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[*overrides, "norm=batch", "data.batch_size=4",
+                      "trainer.max_epochs=2", f"callbacks={callbacks}",
+                      f"paths.root={tmp_path / callbacks}",
+                      "callbacks.drift.every_n_steps=1"])  # fmt: skip
+    run(cfg)
+    ckpt = tmp_path / callbacks / "runs" / "direct" / "checkpoints" / "last.ckpt"
+    return torch.load(ckpt, weights_only=False)["state_dict"]
+
+
+def test_callbacks_observe_without_changing_training(tmp_path):
+    """Same seed, callbacks on or off: bit-identical weights and running statistics."""
+    write_tiny_cifar10(tmp_path / "data")
+    with_probes, without = final_state(tmp_path, "default"), final_state(tmp_path, "none")
+    assert with_probes.keys() == without.keys()
+    assert all(torch.equal(with_probes[k], without[k]) for k in without)
+
+
+@needs_fashion_mnist
+def test_bn_at_batch_2_has_a_larger_train_eval_gap_than_at_batch_64(tmp_path):
+    """Fashion-MNIST, same model and number of images; |gap| at the end of one short epoch."""
+    gaps = {}
+    for batch, steps in ((2, 1600), (64, 50)):
+        run_dir = tmp_path / f"b{batch}"
+        train("data=fashion_mnist", "model=cnn", "norm=batch", "trainer=cpu",
+              "trainer.max_epochs=1", f"trainer.limit_train_batches={steps}",
+              "trainer.limit_val_batches=4", "trainer.limit_test_batches=2",
+              "trainer.enable_progress_bar=false", f"data.batch_size={batch}",
+              "data.num_workers=0", f"data.root={tmp_path / 'data'}",
+              "callbacks.population.enabled=false", "callbacks.train_eval_gap.max_samples=1024",
+              f"hydra.run.dir={run_dir}")  # fmt: skip
+        values = scalars(run_dir)
+        gaps[batch] = (abs(values["gap/acc"][-1]), abs(values["gap/loss"][-1]))
+    assert gaps[2][0] > gaps[64][0] and gaps[2][1] > gaps[64][1], gaps
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(url: str):
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def test_a_tensorboard_server_shows_the_runs_and_tags(bn_run):
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(bn_run.parent),
+         "--host", "127.0.0.1", "--port", str(port), "--reload_interval", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        base, deadline, tags = f"http://127.0.0.1:{port}", time.monotonic() + 90, {}
+        while time.monotonic() < deadline:
+            try:
+                tags = get_json(f"{base}/data/plugin/scalars/tags")
+                if tags.get("run"):
+                    break
+            except OSError:
+                pass
+            time.sleep(1)
+        assert "run" in get_json(f"{base}/data/runs")
+        assert {"gap/acc", "stats/drift_mean_to_batch_mean", "val/acc"} <= set(tags["run"])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -1,0 +1,25 @@
+"""Run train.py as a user would, in a subprocess, on a tiny CIFAR-10 copy."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.data.tiny_cifar import write_tiny_cifar10
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def train(*overrides, check=True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "train.py", *overrides], cwd=REPO, capture_output=True, text=True
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"train.py failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def tiny_overrides(tmp_path: Path) -> list[str]:
+    """A few batches of the small CNN on a tiny CIFAR-10 copy written under tmp_path."""
+    root = write_tiny_cifar10(tmp_path / "data")
+    return ["trainer=debug", "model=cnn", f"data.root={root}", "data.verify_checksums=false",
+            "data.val_size=40", "data.num_workers=0", f"paths.root={tmp_path / 'out'}"]  # fmt: skip

@@ -1,0 +1,67 @@
+"""Experiment configs compose, expand to the expected jobs, and every job builds its model."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from normlab.train import build_module
+from tests.runs import REPO, tiny_overrides, train
+
+CONF = REPO / "conf"
+# experiment -> (jobs in its sweep, the small CPU variant its header documents)
+EXPERIMENTS = {
+    "bn_vs_gn_batch": (14, ["data=fashion_mnist", "model=cnn", "trainer.max_epochs=2"]),
+    "norms_at_32": (4, ["data=fashion_mnist", "model=cnn"]),
+    "group_count": (7, ["data=fashion_mnist", "model=cnn", "model.width=64"]),
+    "group_size": (7, ["data=fashion_mnist", "model=cnn", "model.width=64"]),
+}
+
+
+def make(overrides, hydra=False):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("train", overrides=overrides, return_hydra_config=hydra)
+
+
+def jobs(name: str, extra=()) -> list[list[str]]:
+    """The overrides of each job Hydra's basic sweeper launches for `-m experiment=name`."""
+    cfg = make([f"experiment={name}", *extra], hydra=True)
+    params = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()]
+    parsed = OverridesParser.create().parse_overrides(params)
+    (batch,) = BasicSweeper.split_arguments(parsed, None)
+    return batch
+
+
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+def test_sweep_size(name):
+    assert len(jobs(name)) == EXPERIMENTS[name][0]
+    assert (CONF / "experiment" / f"{name}.yaml").read_text().startswith("# @package _global_")
+
+
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+@pytest.mark.parametrize("variant", ["full", "cpu"])
+def test_every_job_builds(name, variant):
+    extra = EXPERIMENTS[name][1] if variant == "cpu" else []
+    for job in jobs(name, extra):
+        cfg = make([f"experiment={name}", *extra, *job])
+        assert build_module(cfg).model is not None, job
+
+
+def test_launcher_presets_compose():
+    cfg = make(["hydra/launcher=parallel"], hydra=True)
+    assert "joblib" in cfg.hydra.launcher._target_.lower() and cfg.hydra.launcher.n_jobs == 2
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    cfg = make(["hydra/launcher=slurm"], hydra=True)
+    assert "submitit" in cfg.hydra.launcher._target_.lower()
+    assert cfg.hydra.launcher.gpus_per_node == 1
+
+
+@pytest.mark.slow
+def test_parallel_launcher_runs_jobs(tmp_path: Path):
+    sweep = tmp_path / "sweep"
+    train("-m", *tiny_overrides(tmp_path), "hydra/launcher=parallel", "norm=batch,group",
+          f"hydra.sweep.dir={sweep}")  # fmt: skip
+    runs = [p for p in sweep.iterdir() if p.is_dir()]
+    assert len(runs) == 2 and all((p / "metrics.json").is_file() for p in runs)
