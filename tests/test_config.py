@@ -6,7 +6,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from normlab.config import key_choices, learning_rate
+from normlab.config import ConfigError, key_choices, learning_rate
 from normlab.norms import NORMS
 from normlab.train import build_module, trainer_options
 
@@ -30,7 +30,7 @@ def test_every_group_has_options():
 def test_option_composes_and_resolves(group, option):
     cfg = make([f"{group}={option}"], hydra=True)
     OmegaConf.resolve(cfg)  # every interpolation, hydra's run and sweep dirs included
-    assert "runs" in cfg.hydra.run.dir
+    assert "/runs/" in cfg.hydra.run.dir
 
 
 @pytest.mark.parametrize("norm", sorted(NORMS))
@@ -74,5 +74,30 @@ def test_precision_auto_is_32_bit_without_a_gpu(monkeypatch):
 def test_run_dir_is_named_by_overrides():
     cfg = make(["norm=group", "data.batch_size=8"], hydra=True)
     cfg.hydra.job.override_dirname = "data.batch_size=8,norm=group"  # what Hydra sets at launch
-    assert cfg.hydra.run.dir.endswith("_data.batch_size=8,norm=group")
+    assert cfg.hydra.run.dir.endswith("/runs/data.batch_size=8,norm=group")
     assert cfg.hydra.sweep.subdir == "data.batch_size=8,norm=group"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["norm.eps=0"], "norm.eps=0 must be > 0"),
+        (["norm.momentum=1.5"], "norm.momentum=1.5 must be in [0, 1]"),
+        (["norm=instance", "norm.momentum=-0.1"], "norm.momentum=-0.1 must be in [0, 1]"),
+        (["data.batch_size=0"], "data.batch_size=0 must be a positive integer"),
+        (["data.batch_size=1"], "data.batch_size=1 with norm=batch: batch statistics need"),
+        (["trainer.max_epochs=0"], "trainer.max_epochs=0 must be a positive integer"),
+        (["norm=group", "norm.num_groups=32", "model=cnn", "model.width=24"],
+         "layer features.1 (24 channels): group norm on 24 channels: num_groups=32 does not "
+         "divide 24; valid num_groups: [1, 2, 3, 4, 6, 8, 12, 24]"),
+        (["norm=group", "norm.group_size=3"], "layer stem.1 (16 channels): group norm on 16"),
+    ],
+)  # fmt: skip
+def test_bad_configs_are_refused_with_one_line(overrides, message):
+    with pytest.raises(ConfigError) as info:
+        build_module(make(overrides))
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+def test_batch_size_1_is_fine_without_batch_statistics():
+    assert build_module(make(["norm=group", "data.batch_size=1"])).model is not None

@@ -38,7 +38,10 @@ def test_single_run_writes_metrics_checkpoints_and_events(tmp_path):
 def test_default_run_folder_is_named_by_overrides(tmp_path):
     train(*tiny_overrides(tmp_path), "norm=instance")
     (run_dir,) = (tmp_path / "out" / "runs").iterdir()
-    assert run_dir.name.endswith(",norm=instance,trainer=debug")
+    # paths, data.root and data.num_workers are left out of the name
+    assert run_dir.name == (
+        "data.val_size=40,data.verify_checksums=false,model=cnn,norm=instance,trainer=debug"
+    )
     assert (run_dir / "metrics.json").is_file()
 
 
@@ -72,8 +75,8 @@ def test_bad_group_count_is_one_clear_line(tmp_path):
     result = train("norm=group", "norm.num_groups=5", f"paths.root={tmp_path}", check=False)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: group norm on 16 channels: num_groups=5 does not divide 16; "
-        "valid num_groups: [1, 2, 4, 8, 16]"
+        "error: layer stem.1 (16 channels): group norm on 16 channels: num_groups=5 does not "
+        "divide 16; valid num_groups: [1, 2, 4, 8, 16]"
     ]
 
 
@@ -99,3 +102,15 @@ def test_divergence_stops_the_run_and_is_recorded(tmp_path):
     assert metrics["diverged_at_step"] == metrics["step"]
     scalars = tensorboard_runs(run_dir)["."]
     assert "hp/diverged_at_step" in scalars
+
+
+def test_a_finished_run_is_not_trained_again(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [*tiny_overrides(tmp_path), "norm=group", f"hydra.run.dir={run_dir}"]
+    train(*args)
+    before = (run_dir / "metrics.json").read_text()
+    checkpoint = (run_dir / "checkpoints" / "best.ckpt").stat().st_mtime_ns
+    result = train(*args)
+    assert "already finished" in result.stdout + result.stderr
+    assert (run_dir / "metrics.json").read_text() == before
+    assert (run_dir / "checkpoints" / "best.ckpt").stat().st_mtime_ns == checkpoint

@@ -48,6 +48,33 @@ def learning_rate(cfg: DictConfig) -> float:
     raise ConfigError(f"optim.lr_scaling={o.lr_scaling!r}; allowed: linear, none")
 
 
+BATCH_DEPENDENT = {"batch"}  # norms whose training statistics come from the batch
+
+
+def validate(cfg: DictConfig) -> None:
+    """Refuse a config that cannot train, before any data is read: one ConfigError, one line."""
+    name, options = norm_options(cfg)
+    if "eps" in options and not options["eps"] > 0:
+        raise ConfigError(f"norm.eps={options['eps']} must be > 0")
+    momentum = options.get("momentum")
+    if momentum is not None and not 0 <= momentum <= 1:
+        raise ConfigError(
+            f"norm.momentum={momentum} must be in [0, 1] (or null for a cumulative average)"
+        )
+    batch = cfg.data.batch_size
+    if not isinstance(batch, int) or batch < 1:
+        raise ConfigError(f"data.batch_size={batch} must be a positive integer")
+    if batch < 2 and name in BATCH_DEPENDENT:
+        raise ConfigError(
+            f"data.batch_size={batch} with norm={name}: batch statistics need at least 2 "
+            "samples per batch; use data.batch_size>=2 or a norm without batch dependence "
+            "(group, layer, instance)"
+        )
+    epochs = cfg.trainer.get("max_epochs")
+    if epochs is not None and epochs != -1 and not (isinstance(epochs, int) and epochs >= 1):
+        raise ConfigError(f"trainer.max_epochs={epochs} must be a positive integer (or -1)")
+
+
 def key_choices(cfg: DictConfig) -> dict:
     """The settings that tell runs apart, flat, for metrics.json and the logger's hparams."""
     name, options = norm_options(cfg)

@@ -13,6 +13,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
+from torch import nn
 
 from normlab.callbacks import PopulationStats, RunningStatsDrift, TrainEvalGap
 from normlab.callbacks.board import final_record, start_record
@@ -24,11 +25,13 @@ from normlab.config import (
     model_options,
     norm_options,
     plain,
+    validate,
 )
 from normlab.data import DataUnavailable, ImageClassificationData, dataset_spec
 from normlab.models import build_model
 from normlab.module import Classifier
 from normlab.norms import norm_factory
+from normlab.resume import checkpoint_to_resume
 
 log = logging.getLogger(__name__)
 
@@ -48,20 +51,50 @@ def trainer_options(cfg: DictConfig) -> dict:
     return options
 
 
+class NormSiteError(nn.Identity):
+    """Stands where a norm could not be built, so the error can name that layer."""
+
+    def __init__(self, num_channels: int, error: ValueError):
+        super().__init__()
+        self.num_channels, self.error = num_channels, error
+
+
+class RecordingFactory:
+    """A norm factory that keeps building past an impossible layer, to report it by name."""
+
+    def __init__(self, factory):
+        self.factory = factory
+
+    def __call__(self, num_channels: int, spatial_size=None) -> nn.Module:
+        try:
+            return self.factory(num_channels, spatial_size)
+        except ValueError as error:
+            return NormSiteError(num_channels, error)
+
+    @staticmethod
+    def raise_first_error(model: nn.Module) -> None:
+        for name, module in model.named_modules():
+            if isinstance(module, NormSiteError):
+                raise ConfigError(f"layer {name} ({module.num_channels} channels): {module.error}")
+
+
 def build_module(cfg: DictConfig) -> Classifier:
     """The model for cfg's norm, model and dataset; raises ConfigError before any data is read."""
     try:
+        validate(cfg)
         spec = dataset_spec(cfg.data.name)
         norm, options = norm_options(cfg)
         model_name, model_kwargs = model_options(cfg)
+        factory = RecordingFactory(norm_factory(norm, **options))
         model = build_model(
             model_name,
-            norm_factory(norm, **options),
+            factory,
             in_channels=spec.in_channels,
             num_classes=spec.num_classes,
             image_size=spec.image_size,
             **model_kwargs,
         )
+        factory.raise_first_error(model)
         lr = learning_rate(cfg)
     except ValueError as error:
         raise ConfigError(str(error)) from None
@@ -94,6 +127,16 @@ def write_metrics(run_dir: Path, cfg: DictConfig, status: str, **results) -> Non
     (run_dir / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
+def finished_record(run_dir: Path) -> dict | None:
+    """The run folder's metrics.json when it says the run finished, else None."""
+    path = run_dir / "metrics.json"
+    if path.is_file():
+        record = json.loads(path.read_text())
+        if record.get("status") == "finished":
+            return record
+    return None
+
+
 def in_sweep() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
@@ -123,10 +166,14 @@ def run(cfg: DictConfig) -> float:
     """Train, test on the best checkpoint, write metrics.json; return the final val accuracy."""
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     module = build_module(cfg)
+    run_dir = output_dir(cfg)
+    done = finished_record(run_dir)
+    if done is not None and not cfg.get("ckpt_path"):
+        log.info("%s already finished, not training again (move the folder to retrain)", run_dir)
+        return done.get("val_acc", float("nan"))
     data = ImageClassificationData(**plain(cfg.data))
     data.prepare_data()  # a missing dataset fails here, before a trainer or a log exists
 
-    run_dir = output_dir(cfg)
     # version="" puts the events in the run folder itself: one TensorBoard run per Hydra run.
     logger = TensorBoardLogger(save_dir=str(run_dir), name="", version="", **plain(cfg.logger))
     checkpoint = ModelCheckpoint(
@@ -145,7 +192,8 @@ def run(cfg: DictConfig) -> float:
     )
     start_record(logger, key_choices(cfg))
     started = time.perf_counter()
-    trainer.fit(module, datamodule=data, ckpt_path=cfg.get("ckpt_path"))
+    resume_from = checkpoint_to_resume(run_dir, cfg.get("ckpt_path"))
+    trainer.fit(module, datamodule=data, ckpt_path=resume_from)
     fit_seconds = time.perf_counter() - started
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     for callback in (*statistics, divergence):

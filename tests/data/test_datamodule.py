@@ -49,9 +49,7 @@ def test_normalized_with_dataset_statistics_and_augmented_only_in_training(tmp_p
 
 
 def test_checksums_are_verified_by_default(tmp_path):
-    with pytest.raises(
-        DataUnavailable, match="cifar-10-batches-py is incomplete or corrupted.*To supply it"
-    ):
+    with pytest.raises(DataUnavailable, match=r"data_batch_1 fails its md5 check.*To supply it"):
         tiny(tmp_path, verify_checksums=True)
 
 
@@ -77,3 +75,22 @@ def test_fashion_mnist_from_the_debian_copy(tmp_path):
     x, y = next(iter(data.train_dataloader()))
     assert x.shape == (64, 1, 28, 28) and y.max() < 10
     assert abs(x.mean().item()) < 0.3  # normalized with Fashion-MNIST's own mean and std
+
+
+def test_a_truncated_batch_file_is_named(tmp_path):
+    write_tiny_cifar10(tmp_path)
+    broken = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    broken.write_bytes(broken.read_bytes()[:500])
+    data = ImageClassificationData(root=tmp_path, download=False, verify_checksums=False)
+    with pytest.raises(DataUnavailable, match=f"{broken} cannot be read, truncated or corrupted"):
+        data.prepare_data()
+
+
+@needs_fashion_mnist
+def test_a_truncated_fashion_mnist_file_is_named(tmp_path):
+    data = ImageClassificationData("fashion_mnist", root=tmp_path, download=False)
+    data.prepare_data()  # stages whole files from the Debian copy
+    broken = tmp_path / "FashionMNIST" / "raw" / "t10k-images-idx3-ubyte"
+    broken.write_bytes(broken.read_bytes()[:100_000])
+    with pytest.raises(DataUnavailable, match=f"{broken} is missing, truncated or corrupted"):
+        ImageClassificationData("fashion_mnist", root=tmp_path, download=False).prepare_data()

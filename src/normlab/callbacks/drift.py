@@ -40,7 +40,14 @@ class RunningStatsDrift(pl.Callback):
         self.summary: dict[str, float] = {}  # the latest stats/drift_* values
 
     def on_train_start(self, trainer, pl_module) -> None:
-        self.previous = self.snapshot(pl_module)
+        if not self.previous:  # a resumed run keeps the snapshot its checkpoint carried
+            self.previous = self.snapshot(pl_module)
+
+    def state_dict(self) -> dict:
+        return {"previous": self.previous}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.previous = state_dict["previous"]
 
     @staticmethod
     def snapshot(pl_module) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

@@ -5,6 +5,7 @@ can be checked and models built before any data is loaded.
 """
 
 import gzip
+import pickle
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +14,8 @@ from urllib.error import URLError
 
 from torch.utils.data import Dataset
 from torchvision import datasets
+from torchvision.datasets.mnist import read_image_file, read_label_file
+from torchvision.datasets.utils import check_integrity
 
 # Where Debian's dataset-fashion-mnist package puts the original gzipped IDX files.
 FASHION_MNIST_SYSTEM_COPY = Path("/usr/share/datasets/fashion-mnist")
@@ -47,19 +50,41 @@ def without_checksums(cls: type) -> type:
     )
 
 
+def broken_cifar_file(cls: type, folder: Path, verify_checksums: bool) -> str:
+    """Which of the CIFAR files is missing, fails its md5 or does not unpickle, and how."""
+    files = [*cls.train_list, *cls.test_list, [cls.meta["filename"], cls.meta["md5"]]]
+    for filename, md5 in files:
+        path = folder / filename
+        if not path.is_file():
+            return f"{path} is missing"
+        if verify_checksums and not check_integrity(str(path), md5):
+            return f"{path} fails its md5 check (truncated or corrupted)"
+        try:
+            with open(path, "rb") as f:
+                pickle.load(f, encoding="latin1")
+        except Exception as error:
+            return f"{path} cannot be read, truncated or corrupted ({type(error).__name__})"
+    return f"{folder} could not be read"
+
+
 def load_cifar(cls: type) -> Callable[..., Dataset]:
     def load(root: Path, train: bool, download: bool, verify_checksums: bool) -> Dataset:
         dataset_cls = cls if verify_checksums else without_checksums(cls)
         folder = Path(root) / cls.base_folder
         try:
             return dataset_cls(str(root), train=train, download=download)
-        except (URLError, OSError) as error:  # offline, or the server refused
+        except URLError as error:  # offline, or the server refused
             raise DataUnavailable(
                 f"{cls.__name__} not found in {folder} and the download failed ({error})"
             ) from None
-        except RuntimeError as error:
-            state = "is incomplete or corrupted" if folder.exists() else "does not exist"
-            raise DataUnavailable(f"{cls.__name__}: {folder} {state} ({error})") from None
+        except Exception:
+            if not folder.exists():
+                reason = f"{folder} does not exist"
+                if download:
+                    reason += " and the download failed"
+            else:
+                reason = broken_cifar_file(cls, folder, verify_checksums)
+            raise DataUnavailable(f"{cls.__name__}: {reason}") from None
 
     return load
 
@@ -72,21 +97,38 @@ def stage_fashion_mnist(root: Path) -> None:
         if not target.exists():
             raw.mkdir(parents=True, exist_ok=True)
             partial = target.with_suffix(".partial")
-            with gzip.open(gz) as src, open(partial, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            partial.rename(target)
+            try:
+                with gzip.open(gz) as src, open(partial, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            except (OSError, EOFError) as error:
+                raise DataUnavailable(f"{gz} cannot be decompressed ({error})") from None
+            partial.rename(target)  # only whole files get the final name
 
 
 def load_fashion_mnist(root: Path, train: bool, download: bool, verify_checksums: bool) -> Dataset:
     if FASHION_MNIST_SYSTEM_COPY.is_dir():
         stage_fashion_mnist(root)
+    raw = Path(root) / "FashionMNIST" / "raw"
     try:
         return datasets.FashionMNIST(str(root), train=train, download=download)
-    except (URLError, OSError, RuntimeError) as error:
+    except URLError as error:
         raise DataUnavailable(
-            f"FashionMNIST not found in {Path(root) / 'FashionMNIST' / 'raw'} or "
-            f"{FASHION_MNIST_SYSTEM_COPY}, and the download failed ({error})"
+            f"FashionMNIST not found in {raw} or {FASHION_MNIST_SYSTEM_COPY}, and the download "
+            f"failed ({error})"
         ) from None
+    except Exception as error:
+        for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                     "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):  # fmt: skip
+            path = raw / name
+            reader = read_image_file if "images" in name else read_label_file
+            try:
+                reader(str(path))
+            except Exception as file_error:
+                raise DataUnavailable(
+                    f"FashionMNIST: {path} is missing, truncated or corrupted "
+                    f"({type(file_error).__name__})"
+                ) from None
+        raise DataUnavailable(f"FashionMNIST in {raw} could not be read ({error})") from None
 
 
 CIFAR_HOW = (
