@@ -12,7 +12,7 @@ from normlab.callbacks.norm_layers import (
     std_units,
     untouched,
 )
-from normlab.callbacks.probe import cached_batches, dataset_of
+from normlab.callbacks.probe import cached_batches, dataset_of, loader_of
 from normlab.callbacks.train_eval_gap import evaluate
 
 
@@ -100,11 +100,9 @@ class PopulationStats(pl.Callback):
         self.train_set = None
         self.summary: dict[str, float] = {}
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self.batch_size = len(batch[1])
-
     def on_train_start(self, trainer, pl_module) -> None:
-        self.train_set = dataset_of(trainer.train_dataloader)  # kept for on_test_start
+        loader = loader_of(trainer.train_dataloader)  # kept for on_test_start
+        self.train_set, self.batch_size = loader.dataset, loader.batch_size
 
     def estimate(self, trainer, pl_module) -> dict[str, tuple[Tensor, Tensor]]:
         batches = cached_batches(

@@ -38,7 +38,10 @@ def cached_batches(dataset: Dataset, batch_size: int, max_samples: int | None, *
     return per_dataset[key]
 
 
+def loader_of(loaders) -> DataLoader:
+    """The loader behind a Lightning dataloader attribute (a loader or a list of them)."""
+    return loaders[0] if isinstance(loaders, list | tuple) else loaders
+
+
 def dataset_of(loaders) -> Dataset:
-    """The dataset behind a Lightning dataloader attribute (a loader or a list of them)."""
-    loader = loaders[0] if isinstance(loaders, list | tuple) else loaders
-    return loader.dataset
+    return loader_of(loaders).dataset

@@ -10,7 +10,7 @@ from normlab.callbacks.norm_layers import (
     running_stat_layers,
     untouched,
 )
-from normlab.callbacks.probe import cached_batches, dataset_of
+from normlab.callbacks.probe import cached_batches, dataset_of, loader_of
 
 
 @torch.no_grad()
@@ -49,8 +49,8 @@ class TrainEvalGap(pl.Callback):
         self.batch_size: int | None = None
         self.summary: dict[str, float] = {}
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self.batch_size = len(batch[1])
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.batch_size = loader_of(trainer.train_dataloader).batch_size
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking or self.batch_size is None:
