@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 
 from tests.data.available import needs_fashion_mnist
@@ -114,3 +115,14 @@ def test_a_finished_run_is_not_trained_again(tmp_path):
     assert "already finished" in result.stdout + result.stderr
     assert (run_dir / "metrics.json").read_text() == before
     assert (run_dir / "checkpoints" / "best.ckpt").stat().st_mtime_ns == checkpoint
+
+
+def test_last_checkpoint_is_written_at_every_validation_even_without_a_new_best(tmp_path):
+    # lr 0 and GroupNorm: nothing changes, so validation accuracy never beats epoch 0's.
+    run_dir = tmp_path / "run"
+    train(*tiny_overrides(tmp_path), "norm=group", "data.batch_size=8", "optim.base_lr=0",
+          "trainer.max_epochs=3", f"hydra.run.dir={run_dir}")  # fmt: skip
+    best, last = (torch.load(run_dir / "checkpoints" / f"{name}.ckpt", weights_only=False)
+                  for name in ("best", "last"))  # fmt: skip
+    assert best["global_step"] == 4
+    assert last["global_step"] == 3 * 4 and last["epoch"] == 2

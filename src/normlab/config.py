@@ -70,6 +70,9 @@ def validate(cfg: DictConfig) -> None:
             "samples per batch; use data.batch_size>=2 or a norm without batch dependence "
             "(group, layer, instance)"
         )
+    seed = cfg.get("seed")
+    if not (isinstance(seed, int) and 0 <= seed < 2**32):
+        raise ConfigError(f"seed={seed} must be an integer in [0, 2**32 - 1]")
     epochs = cfg.trainer.get("max_epochs")
     if epochs is not None and epochs != -1 and not (isinstance(epochs, int) and epochs >= 1):
         raise ConfigError(f"trainer.max_epochs={epochs} must be a positive integer (or -1)")

@@ -31,7 +31,7 @@ from normlab.data import DataUnavailable, ImageClassificationData, dataset_spec
 from normlab.models import build_model
 from normlab.module import Classifier
 from normlab.norms import norm_factory
-from normlab.resume import checkpoint_to_resume
+from normlab.resume import RngStateInCheckpoint, checkpoint_to_resume
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,16 @@ def trainer_options(cfg: DictConfig) -> dict:
         gpu = torch.cuda.is_available() and options.get("accelerator") in ("auto", "gpu", "cuda")
         options["precision"] = "bf16-mixed" if gpu else "32-true"
     return options
+
+
+def last_checkpoint(dirpath: Path) -> ModelCheckpoint:
+    """Writes last.ckpt at every validation, what a killed run resumes from.
+
+    Not ModelCheckpoint(save_last=True): since Lightning 2.6 that writes last.ckpt only when a
+    top-k checkpoint is written at the same step, so a run whose validation accuracy stopped
+    improving would resume from its best epoch, not its latest.
+    """
+    return ModelCheckpoint(dirpath=dirpath, filename="last", enable_version_counter=False)
 
 
 class NormSiteError(nn.Identity):
@@ -171,20 +181,24 @@ def run(cfg: DictConfig) -> float:
     if done is not None and not cfg.get("ckpt_path"):
         log.info("%s already finished, not training again (move the folder to retrain)", run_dir)
         return done.get("val_acc", float("nan"))
-    data = ImageClassificationData(**plain(cfg.data))
+    data = ImageClassificationData(**plain(cfg.data), seed=cfg.seed)
     data.prepare_data()  # a missing dataset fails here, before a trainer or a log exists
 
     # version="" puts the events in the run folder itself: one TensorBoard run per Hydra run.
     logger = TensorBoardLogger(save_dir=str(run_dir), name="", version="", **plain(cfg.logger))
+    checkpoint_options = plain(cfg.callbacks.checkpoint)
+    save_last = checkpoint_options.pop("save_last", True)
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best",
         enable_version_counter=False,
-        **plain(cfg.callbacks.checkpoint),
+        **checkpoint_options,
     )
     divergence = StopOnDivergence()
     statistics = statistics_callbacks(cfg.callbacks)
-    callbacks = [checkpoint, divergence, *statistics]
+    callbacks = [RngStateInCheckpoint(), checkpoint, divergence, *statistics]
+    if save_last:  # after `checkpoint`, so that last.ckpt holds its updated best score
+        callbacks.append(last_checkpoint(run_dir / "checkpoints"))
     if cfg.callbacks.lr_monitor:
         callbacks.append(LearningRateMonitor("step"))
     trainer = pl.Trainer(
@@ -200,7 +214,7 @@ def run(cfg: DictConfig) -> float:
         final.update(callback.summary)
     best = checkpoint.best_model_path or None
     if best or divergence.step is None:  # a diverged run is tested only on a finite checkpoint
-        test = trainer.test(module, datamodule=data, ckpt_path="best" if best else None)[0]
+        test = trainer.test(module, datamodule=data, ckpt_path=best)[0]
         final.update({k: float(v) for k, v in test.items()})
     final_record(logger, trainer.global_step, final)
     results = {k.replace("/", "_"): v for k, v in final.items() if k.count("/") <= 1}

@@ -7,20 +7,11 @@ import torch
 
 from normlab.data import DataUnavailable, ImageClassificationData
 from tests.data.available import needs_fashion_mnist
-from tests.data.tiny_cifar import write_tiny_cifar10
-
-
-def tiny(tmp_path, **kwargs):
-    write_tiny_cifar10(tmp_path, per_batch=20, test=30)
-    options = dict(root=tmp_path, batch_size=8, val_size=30, num_workers=0,
-                   verify_checksums=False, download=False)  # fmt: skip
-    data = ImageClassificationData(**{**options, **kwargs})
-    data.setup()
-    return data
+from tests.data.tiny_cifar import tiny_datamodule, write_tiny_cifar10
 
 
 def test_split_sizes_and_drop_last(tmp_path):
-    data = tiny(tmp_path)
+    data = tiny_datamodule(tmp_path)
     assert (len(data.train_set), len(data.val_set), len(data.test_set)) == (70, 30, 30)
     loader = data.train_dataloader()
     assert loader.drop_last and len(loader) == 70 // 8
@@ -30,14 +21,14 @@ def test_split_sizes_and_drop_last(tmp_path):
 
 
 def test_split_is_seeded_and_disjoint(tmp_path):
-    a, b = tiny(tmp_path), tiny(tmp_path)
-    c = tiny(tmp_path, split_seed=1)
+    a, b = tiny_datamodule(tmp_path), tiny_datamodule(tmp_path)
+    c = tiny_datamodule(tmp_path, split_seed=1)
     assert a.val_set.indices == b.val_set.indices != c.val_set.indices
     assert not set(a.val_set.indices) & set(a.train_set.indices)
 
 
 def test_normalized_with_dataset_statistics_and_augmented_only_in_training(tmp_path):
-    data = tiny(tmp_path)
+    data = tiny_datamodule(tmp_path)
     image, _ = data.val_set.base[data.val_set.indices[0]]
     mean = torch.tensor(data.spec.mean).view(3, 1, 1)
     std = torch.tensor(data.spec.std).view(3, 1, 1)
@@ -50,7 +41,7 @@ def test_normalized_with_dataset_statistics_and_augmented_only_in_training(tmp_p
 
 def test_checksums_are_verified_by_default(tmp_path):
     with pytest.raises(DataUnavailable, match=r"data_batch_1 fails its md5 check.*To supply it"):
-        tiny(tmp_path, verify_checksums=True)
+        tiny_datamodule(tmp_path, verify_checksums=True)
 
 
 def test_offline_without_a_copy_says_where_and_how(tmp_path, monkeypatch):

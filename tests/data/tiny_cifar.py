@@ -32,3 +32,15 @@ def write_tiny_cifar10(root: Path, per_batch: int = 40, test: int = 40, seed: in
     with open(folder / "batches.meta", "wb") as f:
         pickle.dump({"label_names": classes, "num_cases_per_batch": per_batch}, f)
     return Path(root)
+
+
+def tiny_datamodule(root: Path, **options):
+    """ImageClassificationData on a fresh tiny copy under root: 70 training images, set up."""
+    from normlab.data import ImageClassificationData
+
+    write_tiny_cifar10(root, per_batch=20, test=30)
+    defaults = dict(root=root, batch_size=8, val_size=30, num_workers=0,
+                    verify_checksums=False, download=False)  # fmt: skip
+    data = ImageClassificationData(**{**defaults, **options})
+    data.setup()
+    return data

@@ -64,9 +64,9 @@ def round_trip(ours_cls, ref_cls, ours, ref, args, kwargs, x, tol):
     """state_dict from each into a fresh twin of the other: eval outputs agree both ways."""
     ours.eval()
     ref.eval()
-    into_ref = ref_cls(*args, dtype=x.dtype, **kwargs)
+    into_ref = ref_cls(*args, dtype=x.dtype, device=x.device, **kwargs)
     into_ref.load_state_dict(ours.state_dict())
-    into_ours = ours_cls(*args, dtype=x.dtype, **kwargs)
+    into_ours = ours_cls(*args, dtype=x.dtype, device=x.device, **kwargs)
     into_ours.load_state_dict(ref.state_dict())
     into_ref.eval()
     into_ours.eval()

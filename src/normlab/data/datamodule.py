@@ -9,10 +9,15 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from normlab.data.datasets import DataUnavailable, dataset_spec
+from normlab.data.epoch_sampler import EpochSeededSampler, seeded_item
 
 
 class WithTransform(Dataset):
-    """A subset of `base` (a dataset of PIL images) with its own transform."""
+    """A subset of `base` (a dataset of PIL images) with its own transform.
+
+    Indexed by a position, or by an ``(position, seed)`` pair from EpochSeededSampler, which
+    seeds the transform's randomness for that one image.
+    """
 
     def __init__(self, base: Dataset, indices, transform):
         self.base, self.indices, self.transform = base, list(indices), transform
@@ -20,7 +25,10 @@ class WithTransform(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, i):
+    def __getitem__(self, item):
+        return seeded_item(item, self.read)
+
+    def read(self, i: int):
         image, target = self.base[self.indices[i]]
         return self.transform(image), target
 
@@ -33,7 +41,9 @@ class ImageClassificationData(pl.LightningDataModule):
     """CIFAR-10/100 or Fashion-MNIST through torchvision.
 
     Train: pad-4 random crop and horizontal flip, then per-dataset mean/std normalization;
-    ``drop_last=True`` so BatchNorm never sees a batch of one. Validation: ``val_size`` images
+    ``drop_last=True`` so BatchNorm never sees a batch of one; order and augmentation of each
+    epoch follow from (`seed`, epoch) alone (EpochSeededSampler), so a resumed run sees the
+    batches an uninterrupted one would. Validation: ``val_size`` images
     held out of the training set with a seeded permutation. Test: the official test set.
     """
 
@@ -50,6 +60,7 @@ class ImageClassificationData(pl.LightningDataModule):
         augment: bool = True,
         download: bool = True,
         verify_checksums: bool = True,
+        seed: int = 0,
     ):
         super().__init__()
         self.spec = dataset_spec(name)
@@ -63,6 +74,7 @@ class ImageClassificationData(pl.LightningDataModule):
         self.augment = augment
         self.download = download
         self.verify_checksums = verify_checksums
+        self.seed = seed
         self.train_set = self.val_set = self.test_set = None
 
     def transforms(self, train: bool):
@@ -100,10 +112,14 @@ class ImageClassificationData(pl.LightningDataModule):
         self.test_set = WithTransform(test, range(len(test)), self.transforms(train=False))
 
     def loader(self, dataset: Dataset, train: bool) -> DataLoader:
+        sampler = None
+        if train:  # order and augmentation from (seed, epoch): see EpochSeededSampler
+            ranks = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+            sampler = EpochSeededSampler(dataset, self.seed, *ranks)
         return DataLoader(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
+            sampler=sampler,
             drop_last=train,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
