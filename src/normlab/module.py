@@ -40,7 +40,6 @@ class Classifier(pl.LightningModule):
         self.model = model
         self.lr = lr
         self.optim = dict(optim)
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
 
@@ -51,8 +50,14 @@ class Classifier(pl.LightningModule):
         x, y = batch
         logits = self(x)
         loss = nn.functional.cross_entropy(logits, y)
-        accuracy = getattr(self, f"{stage}_acc")
-        accuracy(logits, y)
+        if stage == "train":
+            # The batch's accuracy, averaged over the epoch weighted by batch size (= micro
+            # accuracy). Not torchmetrics here: its per-step update (with input validation, a
+            # torch.unique) cost ~7% of a step on an H200 at batch 32, measured.
+            accuracy = (logits.argmax(1) == y).float().mean()
+        else:
+            accuracy = getattr(self, f"{stage}_acc")
+            accuracy(logits, y)
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log(f"{stage}/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True)
         return loss
