@@ -51,11 +51,11 @@ class RngStateInCheckpoint(pl.Callback):
     """Saves the global RNG states (torch, CUDA, numpy, python) in every checkpoint and, after
     a resume, restores them at the start of the first training epoch.
 
-    Checkpoints are written at validation end, after which an uninterrupted run draws nothing
-    before its next epoch starts, whereas a resumed run draws in between (its sanity-check
-    validation), hence the restore there rather than at load. The data side does not depend on
-    these states at all (see EpochSeededSampler); they matter for randomness in the model, such
-    as dropout.
+    Checkpoints are written at the end of each training epoch (after its validation), after
+    which an uninterrupted run draws nothing before its next epoch starts, whereas a resumed run
+    draws in between (its sanity-check validation): hence the restore there, not at load. The
+    data side does not depend on these states at all (see EpochSeededSampler); they matter for
+    randomness in the model, such as dropout.
     """
 
     def __init__(self):

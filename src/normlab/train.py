@@ -52,7 +52,8 @@ def trainer_options(cfg: DictConfig) -> dict:
 
 
 def last_checkpoint(dirpath: Path) -> ModelCheckpoint:
-    """Writes last.ckpt at every validation, what a killed run resumes from.
+    """Writes last.ckpt at the end of every epoch (after its validation): what a killed run
+    resumes from.
 
     Not ModelCheckpoint(save_last=True): since Lightning 2.6 that writes last.ckpt only when a
     top-k checkpoint is written at the same step, so a run whose validation accuracy stopped
