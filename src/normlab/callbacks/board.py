@@ -40,6 +40,19 @@ def log_now(trainer, metrics: dict[str, float]) -> None:
             logger.log_metrics(metrics, step=trainer.global_step)
 
 
+def layer_scalars(
+    per_layer: dict[str, float], tag: str, summary: str, empty: float | None = None
+) -> dict[str, float]:
+    """Each layer's value under ``tag.format(layer)``, then ``<summary>_mean`` and ``_max``
+    across layers (both `empty` when there is no layer, or left out if `empty` is None)."""
+    metrics = {tag.format(name): value for name, value in per_layer.items()}
+    values = list(per_layer.values()) or ([] if empty is None else [empty])
+    if values:
+        metrics[f"{summary}_mean"] = sum(values) / len(values)
+        metrics[f"{summary}_max"] = max(values)
+    return metrics
+
+
 def start_record(logger, hparams: dict) -> None:
     """The HPARAMS row with its metric columns (NaN until the run ends) and the custom layout."""
     logger.log_hyperparams(hparams, metrics={k: math.nan for k in HPARAM_METRICS})

@@ -3,7 +3,7 @@
 import pytorch_lightning as pl
 import torch
 
-from normlab.callbacks.board import log_now
+from normlab.callbacks.board import layer_scalars, log_now
 from normlab.callbacks.norm_layers import (
     channel_moments,
     running_stat_layers,
@@ -96,11 +96,8 @@ class RunningStatsDrift(pl.Callback):
         self.previous = now
         metrics = {}
         for metric, per_layer in values.items():
-            for name, value in per_layer.items():
-                metrics[f"drift/{name}/{metric}"] = value
-            if per_layer:
-                metrics[f"stats/drift_{metric}_mean"] = sum(per_layer.values()) / len(per_layer)
-                metrics[f"stats/drift_{metric}_max"] = max(per_layer.values())
+            tag, summary = f"drift/{{}}/{metric}", f"stats/drift_{metric}"
+            metrics.update(layer_scalars(per_layer, tag, summary))
         self.summary = {k: v for k, v in metrics.items() if k.startswith("stats/")}
         log_now(trainer, metrics)
 

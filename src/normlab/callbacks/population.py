@@ -4,7 +4,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
-from normlab.callbacks.board import log_now
+from normlab.callbacks.board import layer_scalars, log_now
 from normlab.callbacks.norm_layers import (
     batch_statistics,
     channel_moments,
@@ -117,19 +117,18 @@ class PopulationStats(pl.Callback):
         last = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
         if (trainer.current_epoch + 1) % self.every_n_epochs != 0 and not last:
             return
-        if not running_stat_layers(pl_module):
+        layers = running_stat_layers(pl_module)
+        if not layers:
             return
         population = self.estimate(trainer, pl_module)
-        layers = running_stat_layers(pl_module)
-        metrics, distances = {}, []
+        mean_d, std_d = {}, {}
         for name, (mean, var) in population.items():
             layer = layers[name]
-            d_mean, d_std = std_units(layer.running_mean, layer.running_var, mean, var, layer.eps)
-            metrics[f"precise/{name}/mean_distance"] = d_mean
-            metrics[f"precise/{name}/std_distance"] = d_std
-            distances.append(d_mean)
-        metrics["precise/distance_mean"] = sum(distances) / len(distances)
-        metrics["precise/distance_max"] = max(distances)
+            mean_d[name], std_d[name] = std_units(
+                layer.running_mean, layer.running_var, mean, var, layer.eps
+            )
+        metrics = layer_scalars(mean_d, "precise/{}/mean_distance", "precise/distance")
+        metrics.update({f"precise/{name}/std_distance": d for name, d in std_d.items()})
         val = cached_batches(dataset_of(trainer.val_dataloaders), self.batch_size, self.val_samples)
         with trainer.precision_plugin.forward_context(), untouched(pl_module):
             pl_module.eval()

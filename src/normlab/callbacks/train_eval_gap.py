@@ -4,7 +4,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from normlab.callbacks.board import log_now
+from normlab.callbacks.board import layer_scalars, log_now
 from normlab.callbacks.norm_layers import (
     batch_statistics,
     running_stat_layers,
@@ -100,11 +100,9 @@ class TrainEvalGap(pl.Callback):
                 y_running = layer.eval()(inputs[name]).float()
             distance = (y_batch - y_running).norm() / y_running.norm().clamp_min(1e-12)
             distances[name] = distance.item()
-        metrics = {f"gap/{name}/activation_distance": d for name, d in distances.items()}
-        values = list(distances.values()) or [0.0]
-        metrics["gap/activation_distance_mean"] = sum(values) / len(values)
-        metrics["gap/activation_distance_max"] = max(values)
-        return metrics
+        return layer_scalars(
+            distances, "gap/{}/activation_distance", "gap/activation_distance", empty=0.0
+        )
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         train_acc = trainer.callback_metrics.get("train/acc")
