@@ -85,3 +85,17 @@ def test_a_truncated_fashion_mnist_file_is_named(tmp_path):
     broken.write_bytes(broken.read_bytes()[:100_000])
     with pytest.raises(DataUnavailable, match=f"{broken} is missing, truncated or corrupted"):
         ImageClassificationData("fashion_mnist", root=tmp_path, download=False).prepare_data()
+
+
+def first_batch_labels_with_workers(root) -> list[int]:
+    data = tiny_datamodule(root, num_workers=2)
+    return next(iter(data.train_dataloader()))[1].tolist()
+
+
+def test_workers_start_inside_a_joblib_job_as_in_the_main_process(tmp_path):
+    """hydra/launcher=parallel runs each job in a loky worker, whose default start method is
+    loky's own; a DataLoader could not start its workers with it."""
+    from joblib import Parallel, delayed
+
+    (in_job,) = Parallel(n_jobs=2)(delayed(first_batch_labels_with_workers)(tmp_path) for _ in [0])
+    assert in_job == first_batch_labels_with_workers(tmp_path)

@@ -1,5 +1,6 @@
 """The LightningDataModule: a seeded train/validation split, the official test set, augmentation."""
 
+import multiprocessing
 import os
 from pathlib import Path
 
@@ -37,6 +38,18 @@ def default_num_workers() -> int:
     return min(4, os.cpu_count() or 1)
 
 
+def worker_start_method() -> str | None:
+    """How DataLoader workers start: the platform's default, named explicitly where this
+    process's default is not a standard method.
+
+    joblib's loky workers (hydra/launcher=parallel) make "loky" their default, and a DataLoader
+    cannot start its workers with it ("'Process' object has no attribute 'env'").
+    """
+    standard = multiprocessing.get_all_start_methods()  # the platform's default first
+    current = multiprocessing.get_start_method(allow_none=True)
+    return None if current in (None, *standard) else standard[0]
+
+
 class ImageClassificationData(pl.LightningDataModule):
     """CIFAR-10/100 or Fashion-MNIST through torchvision.
 
@@ -56,6 +69,7 @@ class ImageClassificationData(pl.LightningDataModule):
         val_size: int = 5000,
         split_seed: int = 0,
         num_workers: int | None = None,
+        persistent_workers: bool = True,
         pin_memory: bool | None = None,
         augment: bool = True,
         download: bool = True,
@@ -70,11 +84,13 @@ class ImageClassificationData(pl.LightningDataModule):
         self.val_size = val_size
         self.split_seed = split_seed
         self.num_workers = default_num_workers() if num_workers is None else num_workers
+        self.persistent_workers = persistent_workers and self.num_workers > 0
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.augment = augment
         self.download = download
         self.verify_checksums = verify_checksums
         self.seed = seed
+        self.first_epoch = 0  # the training epoch the train loader is made for; see load_state_dict
         self.train_set = self.val_set = self.test_set = None
 
     def transforms(self, train: bool):
@@ -111,11 +127,27 @@ class ImageClassificationData(pl.LightningDataModule):
         test = self.load(train=False)
         self.test_set = WithTransform(test, range(len(test)), self.transforms(train=False))
 
+    def state_dict(self) -> dict:
+        """The epoch Lightning will give the train sampler next (saved in every checkpoint)."""
+        return {"sampler_epoch": self.trainer.fit_loop.epoch_progress.current.processed}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """On resume, make the train loader for the epoch the run resumes at.
+
+        Lightning creates the train loader's first iterator (configure_optimizers reads
+        estimated_stepping_batches) before it restores its loops and calls set_epoch, and
+        does not create another for the first resumed epoch. A worker-backed iterator draws
+        indices from the sampler as it starts, so without this the first resumed epoch would
+        replay epoch 0's order and augmentation. (Called before that iterator exists.)
+        """
+        self.first_epoch = state_dict["sampler_epoch"]
+
     def loader(self, dataset: Dataset, train: bool) -> DataLoader:
         sampler = None
         if train:  # order and augmentation from (seed, epoch): see EpochSeededSampler
             ranks = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
             sampler = EpochSeededSampler(dataset, self.seed, *ranks)
+            sampler.set_epoch(self.first_epoch)
         return DataLoader(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
@@ -123,7 +155,8 @@ class ImageClassificationData(pl.LightningDataModule):
             drop_last=train,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
+            persistent_workers=self.persistent_workers,
+            multiprocessing_context=worker_start_method() if self.num_workers > 0 else None,
         )
 
     def train_dataloader(self) -> DataLoader:
