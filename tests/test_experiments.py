@@ -1,5 +1,6 @@
 """Experiment configs compose, expand to the expected jobs, and every job builds its model."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -59,9 +60,12 @@ def test_launcher_presets_compose():
 
 
 @pytest.mark.slow
-def test_parallel_launcher_runs_jobs(tmp_path: Path):
+@pytest.mark.parametrize("workers", ["data.num_workers=0", None])  # None: the default, min(4, CPUs)
+def test_parallel_launcher_finishes_its_jobs(tmp_path: Path, workers):
     sweep = tmp_path / "sweep"
-    train("-m", *tiny_overrides(tmp_path), "hydra/launcher=parallel", "norm=batch,group",
-          f"hydra.sweep.dir={sweep}")  # fmt: skip
-    runs = [p for p in sweep.iterdir() if p.is_dir()]
-    assert len(runs) == 2 and all((p / "metrics.json").is_file() for p in runs)
+    overrides = [o for o in tiny_overrides(tmp_path) if not o.startswith("data.num_workers")]
+    train("-m", *overrides, *[workers] * bool(workers), "hydra/launcher=parallel",
+          "norm=batch,group", f"hydra.sweep.dir={sweep}")  # fmt: skip
+    records = [json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")]
+    assert sorted(r["norm"] for r in records) == ["batch", "group"]
+    assert [r["status"] for r in records] == ["finished"] * 2, records

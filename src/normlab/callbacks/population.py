@@ -130,10 +130,12 @@ class PopulationStats(pl.Callback):
         metrics = layer_scalars(mean_d, "precise/{}/mean_distance", "precise/distance")
         metrics.update({f"precise/{name}/std_distance": d for name, d in std_d.items()})
         val = cached_batches(dataset_of(trainer.val_dataloaders), self.batch_size, self.val_samples)
-        with trainer.precision_plugin.forward_context(), untouched(pl_module):
-            pl_module.eval()
-            install(pl_module, population)
-            metrics["precise/val_acc_population"] = evaluate(pl_module, val, pl_module.device)[0]
+        if val:  # none when the validation set is smaller than one training batch (as TrainEvalGap)
+            with trainer.precision_plugin.forward_context(), untouched(pl_module):
+                pl_module.eval()
+                install(pl_module, population)
+                accuracy = evaluate(pl_module, val, pl_module.device)[0]
+            metrics["precise/val_acc_population"] = accuracy
         self.summary = metrics
         log_now(trainer, metrics)
 
