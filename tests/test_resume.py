@@ -1,18 +1,18 @@
-"""Resume: a run killed with SIGKILL mid-epoch and started again with the same overrides ends
-exactly as an uninterrupted run; the checkpoint carries the RNG state."""
+"""Resume: a run killed with SIGKILL (mid-epoch, between epochs, during validation, with or
+without DataLoader workers) and started again with the same overrides ends exactly as an
+uninterrupted run; checkpoints are written whole, and a torn one is passed over."""
 
 import json
 import random
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import torch
 
-from normlab.resume import RngStateInCheckpoint
+from normlab.config import ConfigError
+from normlab.resume import AtomicCheckpointIO, RngStateInCheckpoint, checkpoint_to_resume
 from tests.data.tiny_cifar import write_tiny_cifar10
 from tests.runs import REPO, train
 
@@ -39,6 +39,56 @@ def test_rng_state_saved_in_a_checkpoint_is_restored_at_the_next_epoch_start(tmp
     assert draws() != later
 
 
+def test_a_checkpoint_write_cut_short_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"global_step": 4, "w": torch.ones(3)}, path)
+
+    def killed_mid_write(obj, f):
+        f.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt  # the process dies here
+
+    monkeypatch.setattr(torch, "save", killed_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        AtomicCheckpointIO().save_checkpoint({"global_step": 8, "w": torch.zeros(3)}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=False)["global_step"] == 4
+
+
+def write_checkpoint(path, step: int, torn: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    AtomicCheckpointIO().save_checkpoint({"global_step": step, "w": torch.randn(1000)}, path)
+    if torn:
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def test_resume_passes_over_a_torn_checkpoint_to_the_newest_readable_one(tmp_path, caplog):
+    folder = tmp_path / "checkpoints"
+    write_checkpoint(folder / "best.ckpt", 8)
+    write_checkpoint(folder / "last.ckpt", 8)
+    assert checkpoint_to_resume(tmp_path, None) == str(folder / "last.ckpt")  # same step: last
+    write_checkpoint(folder / "best.ckpt", 4)
+    write_checkpoint(folder / "last.ckpt", 12, torn=True)
+    with caplog.at_level("WARNING"):
+        assert checkpoint_to_resume(tmp_path, None) == str(folder / "best.ckpt")
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "last.ckpt cannot be read" in warning and "\n" not in warning
+
+
+def test_resume_starts_from_scratch_when_no_checkpoint_is_readable(tmp_path, caplog):
+    assert checkpoint_to_resume(tmp_path, None) is None  # a new run: nothing said
+    write_checkpoint(tmp_path / "checkpoints" / "last.ckpt", 12, torn=True)
+    with caplog.at_level("WARNING"):
+        assert checkpoint_to_resume(tmp_path, None) is None
+    assert "training from the start" in caplog.text
+
+
+def test_an_unreadable_ckpt_path_is_refused_in_one_line(tmp_path):
+    write_checkpoint(tmp_path / "x.ckpt", 12, torn=True)
+    with pytest.raises(ConfigError, match=r"^ckpt_path=.*x\.ckpt cannot be read \(") as error:
+        checkpoint_to_resume(tmp_path, str(tmp_path / "x.ckpt"))
+    assert "\n" not in str(error.value)
+
+
 def final_state(run_dir) -> dict:
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -51,40 +101,83 @@ def assert_same_tensors(a: dict, b: dict) -> None:
         assert torch.equal(a[key], b[key]), key
 
 
-@pytest.mark.slow
-def test_sigkill_mid_epoch_then_start_again_ends_as_an_uninterrupted_run(tmp_path):
-    data = write_tiny_cifar10(tmp_path / "data", per_batch=200)
-    # 1000 training images at batch 4: 240 steps an epoch, a few seconds, long enough to kill.
-    args = ["trainer=cpu", "model=cnn", "norm=batch", f"data.root={data}", "data.batch_size=4",
-            "data.verify_checksums=false", "data.val_size=40", "data.num_workers=0",
-            "trainer.max_epochs=3", "trainer.enable_progress_bar=false",
-            "trainer.deterministic=true"]  # fmt: skip
-    killed_root, straight_root = tmp_path / "killed", tmp_path / "straight"
-    train(*args, f"paths.root={straight_root}")  # (one at a time: 2 cores, torch threads spin)
-    command = [sys.executable, "train.py", *args, f"paths.root={killed_root}"]
-    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    killed = subprocess.Popen(command, cwd=REPO, **quiet)
-    deadline = time.monotonic() + 300
-    while not list(killed_root.glob("runs/*/checkpoints/last.ckpt")):
-        assert time.monotonic() < deadline and killed.poll() is None, "no checkpoint to resume"
-        time.sleep(0.1)
-    time.sleep(1.5)  # into the second epoch, past the checkpoint's write
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
-    (run_dir,) = (killed_root / "runs").iterdir()
-    assert not (run_dir / "metrics.json").exists(), "the kill came too late to test anything"
-    at_kill = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
-    assert at_kill["global_step"] < 3 * 240
-
-    result = train(*args, f"paths.root={killed_root}")  # the same overrides, the same folder
-    assert "resuming from" in result.stdout + result.stderr
-    resumed, uninterrupted = final_state(run_dir), final_state(*(straight_root / "runs").iterdir())
+def assert_same_end(resumed: dict, uninterrupted: dict) -> None:
     assert resumed["metrics"]["status"] == "finished"
     assert resumed["metrics"] == uninterrupted["metrics"]  # val, test, gap, drift, precise
-    assert resumed["global_step"] == uninterrupted["global_step"] == 3 * 240
-    assert resumed["state_dict"]["model.features.1.num_batches_tracked"].item() == 3 * 240
+    assert resumed["global_step"] == uninterrupted["global_step"] == EPOCHS * STEPS
+    assert resumed["state_dict"]["model.features.1.num_batches_tracked"] == EPOCHS * STEPS
     assert_same_tensors(resumed["state_dict"], uninterrupted["state_dict"])  # running stats too
     momentum = [{k: s["momentum_buffer"] for k, s in c["optimizer_states"][0]["state"].items()}
                 for c in (resumed, uninterrupted)]  # fmt: skip
     assert_same_tensors(*momentum)
     assert resumed["lr_schedulers"] == uninterrupted["lr_schedulers"]
+
+
+# 460 training images at batch 4: 115 steps an epoch. BN, so the running statistics and the
+# train/eval probes depend on every batch; deterministic kernels on the CPU.
+EPOCHS, STEPS = 3, 115
+ARGS = ["trainer=cpu", "model=cnn", "norm=batch", "data.batch_size=4", "data.val_size=40",
+        "data.verify_checksums=false", f"trainer.max_epochs={EPOCHS}",
+        "trainer.enable_progress_bar=false", "trainer.deterministic=true"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return write_tiny_cifar10(tmp_path_factory.mktemp("data"), per_batch=100)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_data, tmp_path_factory) -> dict:
+    """The reference: never killed, no DataLoader workers."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    train(*ARGS, f"data.root={tiny_data}", "data.num_workers=0", f"paths.root={root}")
+    return final_state(*(root / "runs").iterdir())
+
+
+def killed_at(point: str, root, *args) -> "Path":  # noqa: F821
+    """Runs train.py until it kills itself at `point` of epoch 1; returns its run folder."""
+    command = [sys.executable, "tests/kill_at.py", point, *args, f"paths.root={root}"]
+    killed = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    (run_dir,) = (root / "runs").iterdir()
+    assert not (run_dir / "metrics.json").exists()
+    return run_dir
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "point, workers",
+    [
+        ("mid_epoch", ["data.num_workers=0"]),
+        ("mid_epoch", []),  # the default: min(4, CPUs) persistent workers
+        ("between_epochs", ["data.persistent_workers=false"]),
+        ("validation", []),
+    ],
+)
+def test_killed_then_started_again_ends_as_an_uninterrupted_run(
+    point, workers, tiny_data, uninterrupted, tmp_path
+):
+    args = [*ARGS, f"data.root={tiny_data}", *workers]
+    run_dir = killed_at(point, tmp_path, *args)
+    at_kill = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert at_kill["global_step"] == STEPS  # epoch 0's end
+
+    result = train(*args, f"paths.root={tmp_path}")  # the same overrides, the same folder
+    assert f"resuming from {run_dir / 'checkpoints' / 'last.ckpt'}" in result.stdout + result.stderr
+    assert_same_end(final_state(run_dir), uninterrupted)
+
+
+@pytest.mark.slow
+def test_a_torn_last_checkpoint_is_reported_and_the_run_still_ends_as_an_uninterrupted_one(
+    tiny_data, uninterrupted, tmp_path
+):
+    args = [*ARGS, f"data.root={tiny_data}"]
+    run_dir = killed_at("mid_epoch", tmp_path, *args)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # killed while writing it
+
+    result = train(*args, f"paths.root={tmp_path}")
+    output = result.stdout + result.stderr
+    assert f"{last} cannot be read" in output
+    assert f"resuming from {run_dir / 'checkpoints' / 'best.ckpt'}" in output
+    assert_same_end(final_state(run_dir), uninterrupted)

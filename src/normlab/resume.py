@@ -1,28 +1,81 @@
-"""Resuming a killed run: the checkpoint to start from, and the RNG state it carries."""
+"""Resuming a killed run: checkpoints written whole, the checkpoint to start from, and the RNG
+state it carries."""
 
 import logging
+import os
 import random
 from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.plugins.io import TorchCheckpointIO
+
+from normlab.config import ConfigError
 
 log = logging.getLogger(__name__)
 
 
-def checkpoint_to_resume(run_dir: Path, ckpt_path: str | None) -> str | None:
-    """`ckpt_path` when given, else the run folder's last.ckpt when an unfinished start left one.
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes a checkpoint whole or not at all: into `<name>.partial` beside it, flushed to disk,
+    then renamed over `<name>` (a rename within a folder is atomic on POSIX).
 
-    (A run folder whose metrics.json says finished is not trained again at all; see run().)
+    Lightning's own write goes through a temporary file in the system's temp folder, which is a
+    copy, not a rename, when that folder is on another filesystem than the run: a kill during the
+    copy (preemption, an out-of-memory kill) left a torn last.ckpt.
+    """
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        with open(partial, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, path)
+
+
+def first_line(error: Exception) -> str:
+    return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
+
+
+def read_step(path: Path) -> int:
+    """The checkpoint's global step; raises if the file cannot be read whole."""
+    return int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
+
+
+def checkpoint_to_resume(run_dir: Path, ckpt_path: str | None) -> str | None:
+    """`ckpt_path` when given (ConfigError if it cannot be read), else the newest readable
+    checkpoint of the run folder (last.ckpt unless it is torn), else None: start from scratch.
+
+    Each unreadable checkpoint is reported in one line and passed over, so a run killed while
+    writing one resumes from the one before, or starts again, and never fails for good. (A run
+    folder whose metrics.json says finished is not trained again at all; see run().)
     """
     if ckpt_path:
+        try:
+            read_step(Path(ckpt_path))
+        except Exception as error:
+            raise ConfigError(
+                f"ckpt_path={ckpt_path} cannot be read ({first_line(error)})"
+            ) from None
         return ckpt_path
-    last = Path(run_dir) / "checkpoints" / "last.ckpt"
-    if last.is_file():
-        log.info("resuming from %s", last)
-        return str(last)
-    return None
+    readable = {}
+    for path in sorted((Path(run_dir) / "checkpoints").glob("*.ckpt")):
+        try:
+            readable[path] = read_step(path)
+        except Exception as error:
+            log.warning("%s cannot be read, not resuming from it (%s)", path, first_line(error))
+    if not readable:
+        if (Path(run_dir) / "checkpoints").is_dir():
+            log.warning("no readable checkpoint in %s: training from the start", run_dir)
+        return None
+    newest = max(readable, key=lambda p: (readable[p], p.name == "last.ckpt"))
+    log.info("resuming from %s (step %d)", newest, readable[newest])
+    return str(newest)
 
 
 def rng_states() -> dict:

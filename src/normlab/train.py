@@ -31,7 +31,7 @@ from normlab.data import DataUnavailable, ImageClassificationData, dataset_spec
 from normlab.models import build_model
 from normlab.module import Classifier
 from normlab.norms import norm_factory
-from normlab.resume import RngStateInCheckpoint, checkpoint_to_resume
+from normlab.resume import AtomicCheckpointIO, RngStateInCheckpoint, checkpoint_to_resume
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,11 @@ def run(cfg: DictConfig) -> float:
     if cfg.callbacks.lr_monitor:
         callbacks.append(LearningRateMonitor("step"))
     trainer = pl.Trainer(
-        **trainer_options(cfg), logger=logger, callbacks=callbacks, default_root_dir=str(run_dir)
+        **trainer_options(cfg),
+        logger=logger,
+        callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
+        default_root_dir=str(run_dir),
     )
     start_record(logger, key_choices(cfg))
     started = time.perf_counter()
