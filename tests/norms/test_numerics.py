@@ -123,13 +123,22 @@ def test_gradcheck_float64(training):
         norms.GroupNorm(3, 6, dtype=torch.float64),
         norms.InstanceNorm2d(3, affine=True, track_running_stats=True, dtype=torch.float64),
         norms.LayerNorm((3, 4, 4), dtype=torch.float64),
+        # every affine combination of the hand-written backward
+        norms.BatchNorm2d(3, affine=False, dtype=torch.float64),
+        norms.BatchNorm2d(3, bias=False, dtype=torch.float64),
+        norms.GroupNorm(1, 3, dtype=torch.float64),
+        norms.GroupNorm(3, 3, affine=False, dtype=torch.float64),
+        norms.InstanceNorm2d(3, dtype=torch.float64),
+        norms.InstanceNorm2d(3, affine=True, bias=False, dtype=torch.float64),
+        norms.LayerNorm((3, 4, 4), elementwise_affine=False, dtype=torch.float64),
+        norms.LayerNorm((4, 4), bias=False, dtype=torch.float64),
     ]
     for layer in layers:
         layer.train(training)
         with torch.no_grad():
             for p in layer.parameters():
                 p.copy_(torch.randn_like(p))
-        channels = 6 if isinstance(layer, norms.GroupNorm) else 3
+        channels = layer.num_channels if isinstance(layer, norms.GroupNorm) else 3
         x = torch.randn(3, channels, 4, 4, dtype=torch.float64, requires_grad=True)
         params = tuple(layer.parameters())
 

@@ -4,13 +4,13 @@ from torch import Tensor
 
 from normlab.norms.base import (
     RunningStatsNorm,
-    batch_moments,
     compute_dtype,
     normalize,
     output_dtype,
     values_per_statistic,
 )
 from normlab.norms.registry import register
+from normlab.norms.standardize import standardize
 
 
 class _BatchNorm(RunningStatsNorm):
@@ -67,13 +67,13 @@ class _BatchNorm(RunningStatsNorm):
                     "Expected more than 1 value per channel when training, "
                     f"got input size {x.size()}"
                 )
-            mean, var = batch_moments(x, dims)
+            y, mean, var = standardize(x, dims, self.eps, self.weight, self.bias, shape)
             if self.training and self.track_running_stats:
                 self.update_running_stats(mean.flatten(), var.flatten() * (n / (n - 1)), factor)
         else:
             mean = self.running_mean.view(shape).to(compute_dtype(x))
             var = self.running_var.view(shape).to(compute_dtype(x))
-        y = normalize(x, mean, var, self.eps, self.weight, self.bias, shape)
+            y = normalize(x, mean, var, self.eps, self.weight, self.bias, shape)
         return y.to(output_dtype(x))
 
 

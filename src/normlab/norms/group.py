@@ -1,16 +1,13 @@
 """Group Normalization (Wu & He 2018), the same function as torch.nn.GroupNorm."""
 
+import math
+
 import torch
 from torch import Tensor, nn
 
-from normlab.norms.base import (
-    batch_moments,
-    normalize,
-    output_dtype,
-    register_affine,
-    reset_affine,
-)
+from normlab.norms.base import output_dtype, register_affine, reset_affine
 from normlab.norms.registry import register
+from normlab.norms.standardize import standardize
 
 PAPER_NUM_GROUPS = 32
 
@@ -80,11 +77,9 @@ class GroupNorm(nn.Module):
             raise ValueError(
                 f"Expected more than 1 value per channel when training, got input size {checked}"
             )
-        grouped = x.reshape(n, g, c // g, -1) if x.numel() else x.reshape(n, g, c // g, 0)
-        mean, var = batch_moments(grouped, (2, 3))
+        grouped = [n, g, c // g, math.prod(spatial)]  # statistics over (C / G, H * W)
         shape = [1, g, c // g, 1]  # per-channel gamma, beta in the grouped layout
-        y = normalize(grouped, mean, var, self.eps, self.weight, self.bias, shape)
-        y = y.reshape(x.shape)
+        y, _, _ = standardize(x, (2, 3), self.eps, self.weight, self.bias, shape, grouped)
         return y.to(output_dtype(x, fp32_under_cuda_autocast=True))
 
     def extra_repr(self) -> str:

@@ -7,12 +7,12 @@ from torch import Tensor
 
 from normlab.norms.base import (
     RunningStatsNorm,
-    batch_moments,
     compute_dtype,
     normalize,
     output_dtype,
 )
 from normlab.norms.registry import register
+from normlab.norms.standardize import standardize
 
 
 class InstanceNorm2d(RunningStatsNorm):
@@ -81,7 +81,7 @@ class InstanceNorm2d(RunningStatsNorm):
                 raise ValueError(
                     f"Expected more than 1 spatial element when training, got input size {x.size()}"
                 )
-            mean, var = batch_moments(x, (2, 3))
+            y, mean, var = standardize(x, (2, 3), self.eps, self.weight, self.bias, shape)
             if self.track_running_stats:
                 momentum = 0.0 if self.momentum is None else self.momentum
                 unbiased = var * (n / (n - 1))
@@ -89,7 +89,7 @@ class InstanceNorm2d(RunningStatsNorm):
         else:
             mean = self.running_mean.view(shape).to(compute_dtype(x))
             var = self.running_var.view(shape).to(compute_dtype(x))
-        y = normalize(x, mean, var, self.eps, self.weight, self.bias, shape)
+            y = normalize(x, mean, var, self.eps, self.weight, self.bias, shape)
         return y.to(output_dtype(x))
 
 

@@ -4,15 +4,10 @@ import numbers
 
 from torch import Tensor, nn
 
-from normlab.norms.base import (
-    batch_moments,
-    normalize,
-    output_dtype,
-    register_affine,
-    reset_affine,
-)
+from normlab.norms.base import output_dtype, register_affine, reset_affine
 from normlab.norms.group import GroupNorm
 from normlab.norms.registry import register
+from normlab.norms.standardize import standardize
 
 
 class LayerNorm(nn.Module):
@@ -63,8 +58,7 @@ class LayerNorm(nn.Module):
                 f"Given normalized_shape={list(self.normalized_shape)}, expected input with "
                 f"shape [*, {expected}], but got input of size{list(x.shape)}"
             )
-        mean, var = batch_moments(x, tuple(range(-k, 0)))
-        y = normalize(x, mean, var, self.eps, self.weight, self.bias)
+        y, _, _ = standardize(x, tuple(range(-k, 0)), self.eps, self.weight, self.bias)
         return y.to(output_dtype(x, fp32_under_cuda_autocast=True))
 
     def extra_repr(self) -> str:
