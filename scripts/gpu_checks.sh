@@ -28,7 +28,7 @@ echo "== bench_norms"
 timeout 150 python3 scripts/bench_norms.py --device cuda 2>&1 | tee "$out/bench_norms.md"
 
 echo "== bench_train"
-timeout 150 python3 scripts/bench_train.py --device cuda 2>&1 | tee "$out/bench_train.md"
+timeout 300 python3 scripts/bench_train.py --table all --device cuda 2>&1 | tee "$out/bench_train.md"
 
 echo "== quick start on the GPU (precision auto = bf16-mixed)"
 start=$(date +%s)

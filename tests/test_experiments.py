@@ -60,12 +60,16 @@ def test_launcher_presets_compose():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("workers", ["data.num_workers=0", None])  # None: the default, min(4, CPUs)
-def test_parallel_launcher_finishes_its_jobs(tmp_path: Path, workers):
+@pytest.mark.parametrize(
+    "data",
+    [[], ["data.resident=false"], ["data.resident=false", "data.num_workers=0"]],
+    ids=["resident", "per-image-default-workers", "per-image-no-workers"],
+)
+def test_parallel_launcher_finishes_its_jobs(tmp_path: Path, data):
     sweep = tmp_path / "sweep"
     overrides = [o for o in tiny_overrides(tmp_path) if not o.startswith("data.num_workers")]
-    train("-m", *overrides, *[workers] * bool(workers), "hydra/launcher=parallel",
-          "norm=batch,group", f"hydra.sweep.dir={sweep}")  # fmt: skip
+    train("-m", *overrides, *data, "hydra/launcher=parallel", "norm=batch,group",
+          f"hydra.sweep.dir={sweep}")  # fmt: skip
     records = [json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")]
     assert sorted(r["norm"] for r in records) == ["batch", "group"]
     assert [r["status"] for r in records] == ["finished"] * 2, records

@@ -127,11 +127,19 @@ def tiny_data(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tiny_data, tmp_path_factory) -> dict:
-    """The reference: never killed, no DataLoader workers."""
-    root = tmp_path_factory.mktemp("uninterrupted")
-    train(*ARGS, f"data.root={tiny_data}", "data.num_workers=0", f"paths.root={root}")
-    return final_state(*(root / "runs").iterdir())
+def uninterrupted(tiny_data, tmp_path_factory):
+    """The reference for each data path: never killed, and without DataLoader workers."""
+    done = {}
+
+    def reference(resident: bool) -> dict:
+        if resident not in done:
+            root = tmp_path_factory.mktemp("uninterrupted")
+            train(*ARGS, f"data.root={tiny_data}", f"data.resident={resident}",
+                  "data.num_workers=0", f"paths.root={root}")  # fmt: skip
+            done[resident] = final_state(*(root / "runs").iterdir())
+        return done[resident]
+
+    return reference
 
 
 def killed_at(point: str, root, *args) -> "Path":  # noqa: F821
@@ -144,34 +152,38 @@ def killed_at(point: str, root, *args) -> "Path":  # noqa: F821
     return run_dir
 
 
+PER_IMAGE = ["data.resident=false"]  # PIL transforms in min(4, CPUs) persistent workers
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "point, workers",
+    "point, data",
     [
-        ("mid_epoch", ["data.num_workers=0"]),
-        ("mid_epoch", []),  # the default: min(4, CPUs) persistent workers
-        ("between_epochs", ["data.persistent_workers=false"]),
-        ("validation", []),
+        ("mid_epoch", []),  # the default: tensor-resident data, no workers
+        ("mid_epoch", [*PER_IMAGE, "data.num_workers=0"]),
+        ("mid_epoch", PER_IMAGE),
+        ("between_epochs", [*PER_IMAGE, "data.persistent_workers=false"]),
+        ("validation", PER_IMAGE),
     ],
 )
 def test_killed_then_started_again_ends_as_an_uninterrupted_run(
-    point, workers, tiny_data, uninterrupted, tmp_path
+    point, data, tiny_data, uninterrupted, tmp_path
 ):
-    args = [*ARGS, f"data.root={tiny_data}", *workers]
+    args = [*ARGS, f"data.root={tiny_data}", *data]
     run_dir = killed_at(point, tmp_path, *args)
     at_kill = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     assert at_kill["global_step"] == STEPS  # epoch 0's end
 
     result = train(*args, f"paths.root={tmp_path}")  # the same overrides, the same folder
     assert f"resuming from {run_dir / 'checkpoints' / 'last.ckpt'}" in result.stdout + result.stderr
-    assert_same_end(final_state(run_dir), uninterrupted)
+    assert_same_end(final_state(run_dir), uninterrupted(resident=not data))
 
 
 @pytest.mark.slow
 def test_a_torn_last_checkpoint_is_reported_and_the_run_still_ends_as_an_uninterrupted_one(
     tiny_data, uninterrupted, tmp_path
 ):
-    args = [*ARGS, f"data.root={tiny_data}"]
+    args = [*ARGS, f"data.root={tiny_data}", *PER_IMAGE]
     run_dir = killed_at("mid_epoch", tmp_path, *args)
     last = run_dir / "checkpoints" / "last.ckpt"
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # killed while writing it
@@ -180,4 +192,4 @@ def test_a_torn_last_checkpoint_is_reported_and_the_run_still_ends_as_an_uninter
     output = result.stdout + result.stderr
     assert f"{last} cannot be read" in output
     assert f"resuming from {run_dir / 'checkpoints' / 'best.ckpt'}" in output
-    assert_same_end(final_state(run_dir), uninterrupted)
+    assert_same_end(final_state(run_dir), uninterrupted(resident=False))

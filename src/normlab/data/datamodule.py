@@ -11,6 +11,7 @@ from torchvision import transforms
 
 from normlab.data.datasets import DataUnavailable, dataset_spec
 from normlab.data.epoch_sampler import EpochSeededSampler, seeded_item
+from normlab.data.resident import ResidentImages, ResidentLoader, images_and_labels
 
 
 class WithTransform(Dataset):
@@ -58,6 +59,12 @@ class ImageClassificationData(pl.LightningDataModule):
     epoch follow from (`seed`, epoch) alone (EpochSeededSampler), so a resumed run sees the
     batches an uninterrupted one would. Validation: ``val_size`` images
     held out of the training set with a seeded permutation. Test: the official test set.
+
+    ``resident=True`` (the default) holds each split as one uint8 tensor on the training
+    device and augments whole batches (normlab.data.resident), without worker processes;
+    ``resident=False`` reads image by image through torchvision's PIL transforms in
+    ``num_workers`` DataLoader workers. Both draw their crops and flips from the same per-image
+    seeds, in different ways, so their batches differ.
     """
 
     def __init__(
@@ -68,6 +75,7 @@ class ImageClassificationData(pl.LightningDataModule):
         eval_batch_size: int | None = None,
         val_size: int = 5000,
         split_seed: int = 0,
+        resident: bool = True,
         num_workers: int | None = None,
         persistent_workers: bool = True,
         pin_memory: bool | None = None,
@@ -83,6 +91,7 @@ class ImageClassificationData(pl.LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.val_size = val_size
         self.split_seed = split_seed
+        self.resident = resident
         self.num_workers = default_num_workers() if num_workers is None else num_workers
         self.persistent_workers = persistent_workers and self.num_workers > 0
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
@@ -122,9 +131,18 @@ class ImageClassificationData(pl.LightningDataModule):
             )
         order = torch.randperm(len(full), generator=torch.Generator().manual_seed(self.split_seed))
         val_idx, train_idx = order[: self.val_size].tolist(), order[self.val_size :].tolist()
+        test = self.load(train=False)
+        if self.resident:
+            (images, labels), mean, std = images_and_labels(full), self.spec.mean, self.spec.std
+            train_idx, val_idx = torch.tensor(train_idx), torch.tensor(val_idx)
+            self.train_set = ResidentImages(
+                images[train_idx], labels[train_idx], mean, std, self.augment
+            )
+            self.val_set = ResidentImages(images[val_idx], labels[val_idx], mean, std, False)
+            self.test_set = ResidentImages(*images_and_labels(test), mean, std, False)
+            return
         self.train_set = WithTransform(full, train_idx, self.transforms(train=True))
         self.val_set = WithTransform(full, val_idx, self.transforms(train=False))
-        test = self.load(train=False)
         self.test_set = WithTransform(test, range(len(test)), self.transforms(train=False))
 
     def state_dict(self) -> dict:
@@ -142,15 +160,19 @@ class ImageClassificationData(pl.LightningDataModule):
         """
         self.first_epoch = state_dict["sampler_epoch"]
 
-    def loader(self, dataset: Dataset, train: bool) -> DataLoader:
+    def loader(self, dataset: Dataset, train: bool) -> DataLoader | ResidentLoader:
         sampler = None
         if train:  # order and augmentation from (seed, epoch): see EpochSeededSampler
             ranks = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
             sampler = EpochSeededSampler(dataset, self.seed, *ranks)
             sampler.set_epoch(self.first_epoch)
+        batch_size = self.batch_size if train else self.eval_batch_size
+        if isinstance(dataset, ResidentImages):
+            device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
+            return ResidentLoader(dataset.to(device), batch_size, sampler, drop_last=train)
         return DataLoader(
             dataset,
-            batch_size=self.batch_size if train else self.eval_batch_size,
+            batch_size=batch_size,
             sampler=sampler,
             drop_last=train,
             num_workers=self.num_workers,

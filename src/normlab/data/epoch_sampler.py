@@ -21,13 +21,18 @@ class EpochSeededSampler(DistributedSampler):
     def __init__(self, dataset, seed: int, num_replicas: int = 1, rank: int = 0):
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
 
-    def __iter__(self):
+    def draws(self) -> tuple[np.ndarray, np.ndarray]:
+        """This rank's indices for the epoch, in order, and each one's seed (int64 arrays)."""
         rng = np.random.default_rng([self.seed, self.epoch])
         n = len(self.dataset)
         order = np.resize(rng.permutation(n), self.total_size)  # cyclic padding
         sample_seeds = rng.integers(2**63, size=n)
-        for index in order[self.rank : self.total_size : self.num_replicas]:
-            yield int(index), int(sample_seeds[index])
+        mine = order[self.rank : self.total_size : self.num_replicas]
+        return mine, sample_seeds[mine]
+
+    def __iter__(self):
+        indices, seeds = self.draws()
+        yield from zip(indices.tolist(), seeds.tolist(), strict=True)
 
 
 def seeded_item(item, read):

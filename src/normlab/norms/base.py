@@ -26,15 +26,6 @@ def output_dtype(x: Tensor, fp32_under_cuda_autocast: bool = False) -> torch.dty
     return x.dtype
 
 
-def batch_moments(x: Tensor, dims: tuple[int, ...]) -> tuple[Tensor, Tensor]:
-    """Mean and biased variance over `dims` (kept), in `compute_dtype`.
-
-    torch.var_mean is a two-pass/Welford reduction: no E[x^2] - E[x]^2 cancellation.
-    """
-    var, mean = torch.var_mean(x.to(compute_dtype(x)), dim=dims, correction=0, keepdim=True)
-    return mean, var
-
-
 def normalize(
     x: Tensor,
     mean: Tensor,
