@@ -6,6 +6,7 @@ import json
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -142,7 +143,7 @@ def uninterrupted(tiny_data, tmp_path_factory):
     return reference
 
 
-def killed_at(point: str, root, *args) -> "Path":  # noqa: F821
+def killed_at(point: str, root, *args) -> Path:
     """Runs train.py until it kills itself at `point` of epoch 1; returns its run folder."""
     command = [sys.executable, "tests/kill_at.py", point, *args, f"paths.root={root}"]
     killed = subprocess.run(command, cwd=REPO, capture_output=True, text=True)

@@ -95,11 +95,7 @@ class Standardize(torch.autograd.Function):
             d_bias = sum_over(dy_common, others).reshape(ctx.bias_shape)
             d_bias = d_bias.to(weight.dtype if weight is not None else dy_s.dtype)
         # dx = r·(g − mean(g) − x̂·mean(g·x̂)) = dy·rγ − x̂·(r·Σg·x̂/m) − r·Σg/m, in p's memory
-        dx = (
-            torch.mul(dy_s, r, out=p)
-            if p.shape == torch.broadcast_shapes(p.shape, r.shape)
-            else dy_s * r
-        )
+        dx = torch.mul(dy_s, r, out=p)  # r broadcasts to x̂'s shape: p's memory is reused
         dx.addcmul_(x_hat, rstd * sum_g_xhat / -m).sub_(rstd * sum_g / m)
         return dx.view(dy.shape).to(ctx.x_dtype), d_weight, d_bias, None, None, None, None
 
