@@ -88,6 +88,8 @@ def test_run_dir_is_named_by_overrides():
         (["data.batch_size=1"], "data.batch_size=1 with norm=batch: batch statistics need"),
         (["trainer.max_epochs=0"], "trainer.max_epochs=0 must be a positive integer"),
         (["seed=-1"], "seed=-1 must be an integer in [0, 2**32 - 1]"),
+        (["compile=yes"], "compile='yes'; allowed: auto, true, false"),
+        (["compile=1"], "compile=1; allowed: auto, true, false"),
         (["norm=group", "norm.num_groups=32", "model=cnn", "model.width=24"],
          "layer features.1 (24 channels): group norm on 24 channels: num_groups=32 does not "
          "divide 24; valid num_groups: [1, 2, 3, 4, 6, 8, 12, 24]"),

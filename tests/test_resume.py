@@ -132,13 +132,13 @@ def uninterrupted(tiny_data, tmp_path_factory):
     """The reference for each data path: never killed, and without DataLoader workers."""
     done = {}
 
-    def reference(resident: bool) -> dict:
-        if resident not in done:
+    def reference(resident: bool, compile: bool = False) -> dict:
+        if (resident, compile) not in done:
             root = tmp_path_factory.mktemp("uninterrupted")
             train(*ARGS, f"data.root={tiny_data}", f"data.resident={resident}",
-                  "data.num_workers=0", f"paths.root={root}")  # fmt: skip
-            done[resident] = final_state(*(root / "runs").iterdir())
-        return done[resident]
+                  f"compile={compile}", "data.num_workers=0", f"paths.root={root}")  # fmt: skip
+            done[resident, compile] = final_state(*(root / "runs").iterdir())
+        return done[resident, compile]
 
     return reference
 
@@ -154,6 +154,7 @@ def killed_at(point: str, root, *args) -> Path:
 
 
 PER_IMAGE = ["data.resident=false"]  # PIL transforms in min(4, CPUs) persistent workers
+COMPILED = "compile=true"  # torch.compile on the CPU (its default there is eager)
 
 
 @pytest.mark.slow
@@ -161,6 +162,7 @@ PER_IMAGE = ["data.resident=false"]  # PIL transforms in min(4, CPUs) persistent
     "point, data",
     [
         ("mid_epoch", []),  # the default: tensor-resident data, no workers
+        ("mid_epoch", [COMPILED]),
         ("mid_epoch", [*PER_IMAGE, "data.num_workers=0"]),
         ("mid_epoch", PER_IMAGE),
         ("between_epochs", [*PER_IMAGE, "data.persistent_workers=false"]),
@@ -177,7 +179,8 @@ def test_killed_then_started_again_ends_as_an_uninterrupted_run(
 
     result = train(*args, f"paths.root={tmp_path}")  # the same overrides, the same folder
     assert f"resuming from {run_dir / 'checkpoints' / 'last.ckpt'}" in result.stdout + result.stderr
-    assert_same_end(final_state(run_dir), uninterrupted(resident=not data))
+    reference = uninterrupted(resident=PER_IMAGE[0] not in data, compile=COMPILED in data)
+    assert_same_end(final_state(run_dir), reference)
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
 """The LightningModule: cross-entropy, accuracy, SGD with warmup and a schedule."""
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytorch_lightning as pl
@@ -42,9 +43,21 @@ class Classifier(pl.LightningModule):
         self.optim = dict(optim)
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.eager_forward = False
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.model(x)
+        # model.forward is the uncompiled forward of a model compiled in place (normlab.compile).
+        return self.model.forward(x) if self.eager_forward else self.model(x)
+
+    @contextmanager
+    def eager(self):
+        """Inside, the model runs its own forward, uncompiled: forward hooks added later fire,
+        and a probe in a mode training never uses (no_grad in train mode) compiles nothing."""
+        before, self.eager_forward = self.eager_forward, True
+        try:
+            yield
+        finally:
+            self.eager_forward = before
 
     def shared_step(self, batch, stage: str) -> Tensor:
         x, y = batch

@@ -18,6 +18,7 @@ from torch import nn
 from normlab.callbacks import PopulationStats, RunningStatsDrift, TrainEvalGap
 from normlab.callbacks.board import final_record, start_record
 from normlab.callbacks.divergence import StopOnDivergence
+from normlab.compile import compile_enabled, compile_mode, compile_model
 from normlab.config import (
     ConfigError,
     key_choices,
@@ -209,6 +210,10 @@ def run(cfg: DictConfig) -> float:
         plugins=[AtomicCheckpointIO()],
         default_root_dir=str(run_dir),
     )
+    device_type = trainer.strategy.root_device.type
+    if compile_enabled(cfg.get("compile", "auto"), device_type):
+        compile_model(module.model, device_type)
+        log.info("compile: torch.compile, mode %s", compile_mode(device_type) or "default")
     start_record(logger, key_choices(cfg))
     started = time.perf_counter()
     resume_from = checkpoint_to_resume(run_dir, cfg.get("ckpt_path"))

@@ -1,11 +1,14 @@
 """Running-statistics drift: how fast the EMA buffers move, and how far they sit from the batch."""
 
+import contextlib
+
 import pytorch_lightning as pl
 import torch
 
 from normlab.callbacks.board import layer_scalars, log_now
 from normlab.callbacks.norm_layers import (
     channel_moments,
+    eager,
     running_stat_layers,
     std_units,
 )
@@ -37,6 +40,7 @@ class RunningStatsDrift(pl.Callback):
         self.previous: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.to_batch: dict[str, tuple[float, float]] = {}
         self.handles = []
+        self.eager = contextlib.ExitStack()  # a measured step runs uncompiled, so hooks fire
         self.summary: dict[str, float] = {}  # the latest stats/drift_* values
 
     def on_train_start(self, trainer, pl_module) -> None:
@@ -66,6 +70,7 @@ class RunningStatsDrift(pl.Callback):
         if not self.due(trainer):
             return
         self.to_batch = {}
+        self.eager.enter_context(eager(pl_module))
         for name, layer in running_stat_layers(pl_module).items():
             self.handles.append(layer.register_forward_pre_hook(self.measure_hook(name)))
 
@@ -80,6 +85,7 @@ class RunningStatsDrift(pl.Callback):
         return hook
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.eager.close()
         if not self.handles:
             return
         for handle in self.handles:

@@ -20,13 +20,20 @@ def running_stat_layers(model: nn.Module) -> dict[str, nn.Module]:
     }
 
 
+def eager(model: nn.Module) -> contextlib.AbstractContextManager:
+    """The model's uncompiled forward inside (Classifier.eager), so that forward hooks fire."""
+    return model.eager() if callable(getattr(model, "eager", None)) else contextlib.nullcontext()
+
+
 @contextlib.contextmanager
 def untouched(model: nn.Module) -> Iterator[None]:
-    """Restore every buffer bit for bit, and every module's train/eval mode, on exit."""
+    """Restore every buffer bit for bit, and every module's train/eval mode, on exit. Inside, a
+    compiled model runs eagerly: probes hook its layers, in modes training does not compile."""
     buffers = [(b, b.detach().clone()) for b in model.buffers()]
     modes = [(m, m.training) for m in model.modules()]
     try:
-        yield
+        with eager(model):
+            yield
     finally:
         with torch.no_grad():
             for buffer, saved in buffers:

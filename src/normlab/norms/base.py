@@ -68,7 +68,7 @@ def reset_affine(module: nn.Module) -> None:
 
 
 def values_per_statistic(x: Tensor, dims: tuple[int, ...]) -> int:
-    return math.prod(x.shape[d] for d in dims)
+    return math.prod([x.shape[d] for d in dims])  # a list: torch.compile traces it, not a generator
 
 
 class RunningStatsNorm(nn.Module):
