@@ -1,9 +1,12 @@
 """Experiment configs compose, expand to the expected jobs, and every job builds its model."""
 
 import json
+import os
+import types
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -57,6 +60,19 @@ def test_launcher_presets_compose():
     cfg = make(["hydra/launcher=slurm"], hydra=True)
     assert "submitit" in cfg.hydra.launcher._target_.lower()
     assert cfg.hydra.launcher.gpus_per_node == 1
+
+
+@pytest.mark.parametrize(
+    ("cores", "memory_gib", "n_jobs"), [(16, 80, 8), (16, 24, 3), (4, 141, 2), (1, 16, 1)]
+)
+def test_parallel_launcher_packs_runs_by_gpu_memory_and_host_cores(
+    cores, memory_gib, n_jobs, monkeypatch
+):
+    gpu = types.SimpleNamespace(total_memory=memory_gib * 2**30)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: gpu)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    assert make(["hydra/launcher=parallel"], hydra=True).hydra.launcher.n_jobs == n_jobs
 
 
 @pytest.mark.slow
