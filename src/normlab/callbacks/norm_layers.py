@@ -56,10 +56,12 @@ def batch_statistics(model: nn.Module) -> Iterator[None]:
 
 
 def channel_moments(x: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-channel mean and biased variance of a (N, C, ...) input, in float32."""
+    """Per-channel mean and biased variance of a (N, C, ...) input, in float32: two passes with
+    the mean summed in float64, as the norm layers do (torch.var_mean is ~20x slower on a CPU)."""
+    x = x.detach().float()
     dims = (0, *range(2, x.dim()))
-    var, mean = torch.var_mean(x.detach().float(), dim=dims, correction=0)
-    return mean, var
+    mean = x.mean(dims, keepdim=True, dtype=torch.float64).float()
+    return mean.flatten(), (x - mean).square_().mean(dims)
 
 
 def std_units(a_mean, a_var, b_mean, b_var, eps: float) -> tuple[float, float]:
