@@ -28,7 +28,7 @@ from normlab.train import run
 
 REPO = Path(__file__).resolve().parents[1]
 HOOKS = ("on_train_start", "on_train_batch_start", "on_train_batch_end",
-         "on_validation_epoch_end", "on_train_epoch_end")  # fmt: skip
+         "on_validation_epoch_start", "on_validation_epoch_end", "on_train_epoch_end")  # fmt: skip
 
 
 def time_hooks(spent: dict[int, float]) -> None:

@@ -89,6 +89,12 @@ def test_run_dir_is_named_by_overrides():
         (["trainer.max_epochs=0"], "trainer.max_epochs=0 must be a positive integer"),
         (["seed=-1"], "seed=-1 must be an integer in [0, 2**32 - 1]"),
         (["compile=yes"], "compile='yes'; allowed: auto, true, false"),
+        (["norm=ghost_batch", "norm.virtual_batch_size=3", "data.batch_size=8"],
+         "norm.virtual_batch_size=3 with data.batch_size=8: the virtual batch must be >= 2 and "
+         "divide the batch; valid: [2, 4, 8]"),
+        (["norm=batch_renorm", "norm.r_max=0.5"],
+         "layer stem.1 (16 channels): r_max=0.5 must be >= 1 and d_max=5.0 >= 0"),
+        (["norm=batch_renorm", "data.batch_size=1"], "data.batch_size=1 with norm=batch_renorm"),
         (["compile=1"], "compile=1; allowed: auto, true, false"),
         (["norm=group", "norm.num_groups=32", "model=cnn", "model.width=24"],
          "layer features.1 (24 channels): group norm on 24 channels: num_groups=32 does not "

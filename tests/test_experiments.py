@@ -21,6 +21,7 @@ EXPERIMENTS = {
     "norms_at_32": (4, ["data=fashion_mnist", "model=cnn"]),
     "group_count": (7, ["data=fashion_mnist", "model=cnn", "model.width=64"]),
     "group_size": (7, ["data=fashion_mnist", "model=cnn", "model.width=64"]),
+    "norm_batch_vs_sgd_batch": (7, ["data=fashion_mnist", "model=cnn", "trainer.max_epochs=1"]),
 }
 
 

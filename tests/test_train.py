@@ -126,3 +126,39 @@ def test_last_checkpoint_is_written_at_every_validation_even_without_a_new_best(
                   for name in ("best", "last"))  # fmt: skip
     assert best["global_step"] == 4
     assert last["global_step"] == 3 * 4 and last["epoch"] == 2
+
+
+def test_precise_bn_recalibration_every_epoch_validates_with_population_statistics(tmp_path):
+    """apply_every_epoch: before each validation the running statistics become the population
+    ones, so validation accuracy is the population-statistics accuracy and the EMA-vs-population
+    distance measured at that validation is 0."""
+    run_dir = tmp_path / "run"
+    train(*tiny_overrides(tmp_path), "norm=batch", "data.batch_size=4",
+          "trainer.max_epochs=2", "trainer.limit_val_batches=null",
+          "callbacks.population.every_n_epochs=1",
+          "callbacks.population.apply_every_epoch=true", f"hydra.run.dir={run_dir}")  # fmt: skip
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "finished"
+    assert metrics["precise_distance_max"] == 0.0
+    population = metrics["precise_val_acc_population"]
+    assert metrics["val_acc"] == population == metrics["gap_val_acc_eval"]
+
+
+REMEDIES = ["norm=batch_renorm", "norm=ghost_batch", "norm=frn",
+            "model.weight_standardization=true"]  # fmt: skip
+
+
+@pytest.mark.parametrize("norm", REMEDIES)
+def test_small_batch_remedies_train_under_every_statistics_callback(norm, tmp_path):
+    """Each remedy trains to the end with the default callbacks; those with running statistics
+    (renorm, ghost BN) are seen by the drift, gap and PreciseBN probes."""
+    run_dir = tmp_path / "run"
+    ghost = ["norm.virtual_batch_size=2"] if norm == "norm=ghost_batch" else []
+    train(*tiny_overrides(tmp_path), norm, *ghost, "data.batch_size=8",
+          "callbacks.drift.every_n_steps=2", f"hydra.run.dir={run_dir}")  # fmt: skip
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "finished"
+    has_running_stats = norm in ("norm=batch_renorm", "norm=ghost_batch")
+    for key in ("stats_drift_mean_to_batch_mean", "gap_activation_distance_max",
+                "precise_distance_max"):  # fmt: skip
+        assert (key in metrics) == has_running_stats, key

@@ -68,7 +68,7 @@ def learning_rate(cfg: DictConfig) -> float:
     raise ConfigError(f"optim.lr_scaling={o.lr_scaling!r}; allowed: linear, none")
 
 
-BATCH_DEPENDENT = {"batch"}  # norms whose training statistics come from the batch
+BATCH_DEPENDENT = {"batch", "batch_renorm"}  # norms whose training statistics come from the batch
 
 
 def validate(cfg: DictConfig) -> None:
@@ -93,6 +93,14 @@ def validate(cfg: DictConfig) -> None:
     setting = cfg.get("compile", "auto")
     if not (setting == "auto" or isinstance(setting, bool)):
         raise ConfigError(f"compile={cfg.compile!r}; allowed: auto, true, false")
+    if name == "ghost_batch":
+        virtual = options.get("virtual_batch_size")
+        divisors = [d for d in range(2, batch + 1) if batch % d == 0]
+        if not isinstance(virtual, int) or virtual not in divisors:
+            raise ConfigError(
+                f"norm.virtual_batch_size={virtual} with data.batch_size={batch}: the virtual "
+                f"batch must be >= 2 and divide the batch; valid: {divisors}"
+            )
     seed = cfg.get("seed")
     if not (isinstance(seed, int) and 0 <= seed < 2**32):
         raise ConfigError(f"seed={seed} must be an integer in [0, 2**32 - 1]")

@@ -7,7 +7,8 @@ from torch import nn
 from normlab.models import MODELS, build_model
 from normlab.norms import NORMS, norm_factory
 
-NORM_CLASSES = ("BatchNorm2d", "GroupNorm", "InstanceNorm2d", "LayerNorm")
+NORM_CLASSES = ("BatchNorm2d", "BatchRenorm2d", "GhostBatchNorm2d", "FilterResponseNorm2d",
+                "GroupNorm", "InstanceNorm2d", "LayerNorm")  # fmt: skip
 SITES = {"resnet20": 1 + 9 * 2 + 2, "resnet18": 1 + 8 * 2 + 3, "cnn": 6}  # stem, blocks, shortcuts
 PARAMS = {"resnet20": (0.26e6, 0.28e6), "resnet18": (11.1e6, 11.3e6)}
 OPTIONS = {"group": {"num_groups": 8}}

@@ -72,7 +72,8 @@ def test_layer_elementwise_without_spatial_size_says_what_to_pass():
 
 
 def test_unknown_name_or_option_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="unknown norm 'batchnorm'; valid norms: batch, group"):
+    valid = "batch, batch_renorm, frn, ghost_batch, group"
+    with pytest.raises(ValueError, match=f"unknown norm .batchnorm.; valid norms: {valid}"):
         norms.build("batchnorm", 8)
     with pytest.raises(ValueError, match="has no option.* num_groups; valid options: eps"):
         norms.build("batch", 8, num_groups=2)

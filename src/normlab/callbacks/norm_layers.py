@@ -28,9 +28,13 @@ def eager(model: nn.Module) -> contextlib.AbstractContextManager:
 @contextlib.contextmanager
 def untouched(model: nn.Module) -> Iterator[None]:
     """Restore every buffer bit for bit, and every module's train/eval mode, on exit. Inside, a
-    compiled model runs eagerly: probes hook its layers, in modes training does not compile."""
+    compiled model runs eagerly (probes hook its layers, in modes training does not compile),
+    and synced BatchNorm layers use this rank's batch only (a probe runs on one rank)."""
     buffers = [(b, b.detach().clone()) for b in model.buffers()]
     modes = [(m, m.training) for m in model.modules()]
+    synced = [m for m in model.modules() if getattr(m, "sync_batch_stats", False)]
+    for module in synced:  # a probe runs on one rank: its statistics stay local
+        module.sync_batch_stats = False
     try:
         with eager(model):
             yield
@@ -40,6 +44,8 @@ def untouched(model: nn.Module) -> Iterator[None]:
                 buffer.copy_(saved)
         for module, training in modes:
             module.training = training
+        for module in synced:
+            module.sync_batch_stats = True
 
 
 @contextlib.contextmanager

@@ -77,6 +77,9 @@ class PopulationStats(pl.Callback):
       with the population statistics (with the default val_samples = TrainEvalGap's max_samples,
       the same images as ``gap/val_acc_eval``, which uses the EMA statistics).
 
+    With `apply_every_epoch` (PreciseBN recalibration, as fvcore's hook), the population
+    statistics replace the running ones before every validation, so validation, checkpoints and
+    the next epoch's EMA start from them; the probes above then compare them with themselves.
     With `apply_at_end`, the population statistics replace the running ones when training ends
     and again, for the weights being tested, when testing starts. Otherwise the model's state and
     mode are exactly as before. The training images are read once (with their augmentation,
@@ -89,12 +92,14 @@ class PopulationStats(pl.Callback):
         num_samples: int = 4096,
         val_samples: int | None = 1024,
         apply_at_end: bool = False,
+        apply_every_epoch: bool = False,
         seed: int = 0,
     ):
         self.every_n_epochs = every_n_epochs
         self.num_samples = num_samples
         self.val_samples = val_samples
         self.apply_at_end = apply_at_end
+        self.apply_every_epoch = apply_every_epoch
         self.seed = seed
         self.batch_size: int | None = None
         self.train_set = None
@@ -110,6 +115,11 @@ class PopulationStats(pl.Callback):
         )
         with trainer.precision_plugin.forward_context():
             return population_statistics(pl_module, batches, pl_module.device)
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        wanted = self.apply_every_epoch and not trainer.sanity_checking and self.batch_size
+        if wanted and running_stat_layers(pl_module):
+            install(pl_module, self.estimate(trainer, pl_module))
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking or self.batch_size is None:

@@ -12,6 +12,7 @@ from torch import nn
 
 from normlab.models.cnn import SimpleCNN
 from normlab.models.resnet import ResNet, resnet18, resnet20
+from normlab.models.weight_standardization import standardize_convs
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "resnet20": resnet20,
@@ -27,17 +28,21 @@ def build_model(
     in_channels: int = 3,
     num_classes: int = 10,
     image_size: int = 32,
+    weight_standardization: bool = False,
     **options,
 ) -> nn.Module:
+    """Model `name` with `norm_layer` at every norm site; with `weight_standardization`, every
+    convolution standardizes its weight per output filter (GN+WS with norm=group)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid models: {', '.join(sorted(MODELS))}")
-    return MODELS[name](
+    model = MODELS[name](
         norm_layer,
         in_channels=in_channels,
         num_classes=num_classes,
         image_size=image_size,
         **options,
     )
+    return standardize_convs(model) if weight_standardization else model
 
 
 __all__ = ["MODELS", "ResNet", "SimpleCNN", "build_model"]

@@ -3,7 +3,7 @@
 import torch
 from torch import Tensor, nn
 
-from normlab.models.init import he_init
+from normlab.models.init import activation_after, he_init
 
 
 class SimpleCNN(nn.Module):
@@ -25,11 +25,9 @@ class SimpleCNN(nn.Module):
                 layers.append(nn.MaxPool2d(2))
                 size //= 2
             for _ in range(2):
-                layers += [
-                    nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False),
-                    norm_layer(c_out, (size, size)),
-                    nn.ReLU(inplace=True),
-                ]
+                norm = norm_layer(c_out, (size, size))
+                conv = nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False)
+                layers += [conv, norm, activation_after(norm)]
                 c_in = c_out
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(c_in, num_classes)

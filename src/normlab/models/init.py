@@ -26,3 +26,9 @@ def zero_init_last_gamma(norm: nn.Module) -> None:
     weight = getattr(norm, "weight", None)
     if weight is not None:
         nn.init.zeros_(weight)
+
+
+def activation_after(norm: nn.Module) -> nn.Module:
+    """The ReLU that follows a norm, or nothing where the norm ends in its own activation
+    (FRN's TLU: a ReLU after it would cut the gradient to its threshold τ at init, τ = 0)."""
+    return nn.Identity() if getattr(norm, "ends_with_activation", False) else nn.ReLU(inplace=True)

@@ -9,19 +9,21 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from normlab.models.init import conv_out, he_init, zero_init_last_gamma
+from normlab.models.init import activation_after, conv_out, he_init, zero_init_last_gamma
 
 NormLayer = Callable[..., nn.Module]
 
 
 class BasicBlock(nn.Module):
-    """conv3x3-norm-ReLU-conv3x3-norm, plus the (projected) input, then ReLU."""
+    """conv3x3-norm-ReLU-conv3x3-norm, plus the (projected) input, then ReLU (the first ReLU is
+    left out after a norm with its own activation: FRN)."""
 
     def __init__(self, norm_layer: NormLayer, c_in: int, c_out: int, stride: int, size: int):
         super().__init__()
         out_size = conv_out(size, stride)
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
         self.norm1 = norm_layer(c_out, (out_size, out_size))
+        self.act1 = activation_after(self.norm1)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
         self.norm2 = norm_layer(c_out, (out_size, out_size))
         self.relu = nn.ReLU(inplace=True)
@@ -33,7 +35,7 @@ class BasicBlock(nn.Module):
             )
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.norm1(self.conv1(x)))
+        out = self.act1(self.norm1(self.conv1(x)))
         out = self.norm2(self.conv2(out))
         return self.relu(out + self.shortcut(x))
 
@@ -54,10 +56,11 @@ class ResNet(nn.Module):
     ):
         super().__init__()
         size = image_size
+        stem_norm = norm_layer(widths[0], (size, size))
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False),
-            norm_layer(widths[0], (size, size)),
-            nn.ReLU(inplace=True),
+            stem_norm,
+            activation_after(stem_norm),
         )
         stages, c_in = [], widths[0]
         for i, width in enumerate(widths):

@@ -6,6 +6,9 @@
 
 from normlab.norms.base import RunningStatsNorm
 from normlab.norms.batch import BatchNorm1d, BatchNorm2d
+from normlab.norms.batch_renorm import BatchRenorm2d
+from normlab.norms.frn import FilterResponseNorm2d
+from normlab.norms.ghost_batch import GhostBatchNorm2d
 from normlab.norms.group import GroupNorm
 from normlab.norms.instance import InstanceNorm2d
 from normlab.norms.layer import LayerNorm
@@ -15,6 +18,9 @@ __all__ = [
     "NORMS",
     "BatchNorm1d",
     "BatchNorm2d",
+    "BatchRenorm2d",
+    "FilterResponseNorm2d",
+    "GhostBatchNorm2d",
     "GroupNorm",
     "InstanceNorm2d",
     "LayerNorm",

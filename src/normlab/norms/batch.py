@@ -11,6 +11,7 @@ from normlab.norms.base import (
 )
 from normlab.norms.registry import register
 from normlab.norms.standardize import standardize
+from normlab.norms.sync import distributed, sync_standardize
 
 
 class _BatchNorm(RunningStatsNorm):
@@ -37,8 +38,24 @@ class _BatchNorm(RunningStatsNorm):
         bias: with ``affine``, whether beta exists.
     """
 
+    sync_batch_stats = False  # with True, training statistics span every rank (normlab.norms.sync)
+
     def _check_input_dim(self, x: Tensor) -> None:
         raise NotImplementedError
+
+    def batch_standardize(self, x: Tensor, weight, bias) -> tuple[Tensor, Tensor, Tensor, object]:
+        """(y, mean, var, n): x normalized with its per-channel batch statistics, over every
+        rank's batch when `sync` and distributed; n, the values per statistic (all ranks')."""
+        dims = (0, *range(2, x.dim()))
+        if self.sync_batch_stats and self.training and distributed():
+            return sync_standardize(x, self.eps, weight, bias)
+        n = values_per_statistic(x, dims)
+        if n == 1:
+            raise ValueError(
+                f"Expected more than 1 value per channel when training, got input size {x.size()}"
+            )
+        shape = [1, self.num_features] + [1] * (x.dim() - 2)
+        return (*standardize(x, dims, self.eps, weight, bias, shape), n)
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input_dim(x)
@@ -59,15 +76,8 @@ class _BatchNorm(RunningStatsNorm):
             y = x.clone()
             y = y * self.weight[0] if self.weight is not None else y
             return y + self.bias[0] if self.bias is not None else y
-        dims = (0, *range(2, x.dim()))
         if use_batch_stats:
-            n = values_per_statistic(x, dims)
-            if n == 1:
-                raise ValueError(
-                    "Expected more than 1 value per channel when training, "
-                    f"got input size {x.size()}"
-                )
-            y, mean, var = standardize(x, dims, self.eps, self.weight, self.bias, shape)
+            y, mean, var, n = self.batch_standardize(x, self.weight, self.bias)
             if self.training and self.track_running_stats:
                 self.update_running_stats(mean.flatten(), var.flatten() * (n / (n - 1)), factor)
         else:
@@ -107,8 +117,11 @@ def build_batch(
     affine: bool = True,
     track_running_stats: bool = True,
     bias: bool = True,
+    sync: bool = False,
 ) -> BatchNorm2d:
-    return BatchNorm2d(num_channels, eps, momentum, affine, track_running_stats, bias=bias)
+    layer = BatchNorm2d(num_channels, eps, momentum, affine, track_running_stats, bias=bias)
+    layer.sync_batch_stats = sync  # statistics over every rank of a distributed run (SyncBN)
+    return layer
 
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "build_batch"]
