@@ -58,11 +58,12 @@ def model_options(cfg: DictConfig) -> tuple[str, dict]:
     return name, options
 
 
-def learning_rate(cfg: DictConfig) -> float:
-    """base_lr, scaled linearly with the batch size when optim.lr_scaling=linear (GN paper)."""
+def learning_rate(cfg: DictConfig, world_size: int = 1) -> float:
+    """base_lr, scaled linearly with the SGD batch (data.batch_size on each of `world_size`
+    devices) when optim.lr_scaling=linear (GN paper)."""
     o = cfg.optim
     if o.lr_scaling == "linear":
-        return o.base_lr * cfg.data.batch_size / o.base_batch_size
+        return o.base_lr * cfg.data.batch_size * world_size / o.base_batch_size
     if o.lr_scaling == "none":
         return o.base_lr
     raise ConfigError(f"optim.lr_scaling={o.lr_scaling!r}; allowed: linear, none")
@@ -109,8 +110,11 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"trainer.max_epochs={epochs} must be a positive integer (or -1)")
 
 
-def key_choices(cfg: DictConfig) -> dict:
-    """The settings that tell runs apart, flat, for metrics.json and the logger's hparams."""
+def key_choices(cfg: DictConfig, world_size: int = 1) -> dict:
+    """The settings that tell runs apart, flat, for metrics.json and the logger's hparams; with
+    the batches a run on `world_size` devices computes (normlab.distributed.batch_sizes)."""
+    from normlab.distributed import batch_sizes
+
     name, options = norm_options(cfg)
     choices = {"norm": name}
     choices.update({f"norm.{k}": v for k, v in options.items()})
@@ -119,7 +123,8 @@ def key_choices(cfg: DictConfig) -> dict:
             "model": cfg.model.name,
             "dataset": cfg.data.name,
             "batch_size": cfg.data.batch_size,
-            "lr": learning_rate(cfg),
+            **batch_sizes(cfg, world_size),
+            "lr": learning_rate(cfg, world_size),
             "seed": cfg.seed,
         }
     )

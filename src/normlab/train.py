@@ -13,6 +13,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
 
 from normlab.callbacks import PopulationStats, RunningStatsDrift, TrainEvalGap
@@ -29,6 +30,7 @@ from normlab.config import (
     validate,
 )
 from normlab.data import DataUnavailable, ImageClassificationData, dataset_spec
+from normlab.distributed import batch_sizes, check_sync_batchnorm, enable_sync
 from normlab.models import build_model
 from normlab.module import Classifier
 from normlab.norms import norm_factory
@@ -44,8 +46,10 @@ def output_dir(cfg: DictConfig) -> Path:
 
 
 def trainer_options(cfg: DictConfig) -> dict:
-    """cfg.trainer as Trainer kwargs; precision 'auto' is bf16-mixed on a GPU, 32-true on CPU."""
+    """cfg.trainer as Trainer kwargs; precision 'auto' is bf16-mixed on a GPU, 32-true on CPU.
+    sync_batchnorm is normlab's to apply (normlab.distributed), not Lightning's."""
     options = plain(cfg.trainer)
+    options.pop("sync_batchnorm", None)
     if options.get("precision") == "auto":
         gpu = torch.cuda.is_available() and options.get("accelerator") in ("auto", "gpu", "cuda")
         options["precision"] = "bf16-mixed" if gpu else "32-true"
@@ -94,6 +98,7 @@ def build_module(cfg: DictConfig) -> Classifier:
     """The model for cfg's norm, model and dataset; raises ConfigError before any data is read."""
     try:
         validate(cfg)
+        check_sync_batchnorm(cfg)
         spec = dataset_spec(cfg.data.name)
         norm, options = norm_options(cfg)
         model_name, model_kwargs = model_options(cfg)
@@ -107,6 +112,8 @@ def build_module(cfg: DictConfig) -> Classifier:
             **model_kwargs,
         )
         factory.raise_first_error(model)
+        if cfg.trainer.get("sync_batchnorm"):
+            enable_sync(model)
         lr = learning_rate(cfg)
     except ValueError as error:
         raise ConfigError(str(error)) from None
@@ -129,9 +136,14 @@ def statistics_callbacks(cfg: DictConfig) -> list[pl.Callback]:
     return callbacks
 
 
-def write_metrics(run_dir: Path, cfg: DictConfig, status: str, **results) -> None:
+def write_metrics(
+    run_dir: Path, cfg: DictConfig, status: str, world_size: int = 1, **results
+) -> None:
+    """metrics.json, written by the global rank zero only."""
+    if rank_zero_only.rank != 0:
+        return
     try:
-        choices = key_choices(cfg)
+        choices = key_choices(cfg, world_size)
     except ValueError:  # a config too broken to describe still gets its status recorded
         choices = {}
     record = {"status": status, **choices, **results}
@@ -209,12 +221,19 @@ def run(cfg: DictConfig) -> float:
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
         default_root_dir=str(run_dir),
+        use_distributed_sampler=False,  # the datamodule shards by rank itself
     )
+    world = trainer.world_size
+    module.lr = learning_rate(cfg, world)  # from the SGD batch: batch_size on each device
+    if world > 1:
+        sizes = batch_sizes(cfg, world)
+        log.info("%d devices: SGD batch %d, normalization batch %s, lr %.4g", world,
+                 sizes["sgd_batch_size"], sizes["norm_batch_size"], module.lr)  # fmt: skip
     device_type = trainer.strategy.root_device.type
     if compile_enabled(cfg.get("compile", "auto"), device_type):
         compile_model(module.model, device_type)
         log.info("compile: torch.compile, mode %s", compile_mode(device_type) or "default")
-    start_record(logger, key_choices(cfg))
+    start_record(logger, key_choices(cfg, world))
     started = time.perf_counter()
     resume_from = checkpoint_to_resume(run_dir, cfg.get("ckpt_path"))
     trainer.fit(module, datamodule=data, ckpt_path=resume_from)
@@ -235,5 +254,6 @@ def run(cfg: DictConfig) -> float:
         results["step"] = divergence.step
         log.warning("training loss not finite at step %d: run stopped, recorded as diverged",
                     divergence.step)  # fmt: skip
-    write_metrics(run_dir, cfg, status, **results, fit_seconds=fit_seconds, best_checkpoint=best)
+    write_metrics(run_dir, cfg, status, world, **results, fit_seconds=fit_seconds,
+                  best_checkpoint=best)  # fmt: skip
     return results.get("val_acc", float("nan"))

@@ -84,6 +84,10 @@ class PopulationStats(pl.Callback):
     and again, for the weights being tested, when testing starts. Otherwise the model's state and
     mode are exactly as before. The training images are read once (with their augmentation,
     seeded) and reused, so every estimate sees the same sample.
+
+    Under DDP the logged probes run on rank zero only; recalibration (apply_every_epoch,
+    apply_at_end) runs on every rank, on the same images with the same weights, so every
+    replica installs the same statistics.
     """
 
     def __init__(
@@ -122,7 +126,7 @@ class PopulationStats(pl.Callback):
             install(pl_module, self.estimate(trainer, pl_module))
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking or self.batch_size is None:
+        if trainer.sanity_checking or self.batch_size is None or not trainer.is_global_zero:
             return
         last = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
         if (trainer.current_epoch + 1) % self.every_n_epochs != 0 and not last:

@@ -41,6 +41,9 @@ class TrainEvalGap(pl.Callback):
       and ``_max``;
 
     and at each training epoch end ``gap/generalization``: train/acc - val/acc.
+
+    Under DDP the probes run on rank zero only, with batch statistics of its own batches
+    (synced BatchNorm included: a probe is one rank's).
     """
 
     def __init__(self, every_n_epochs: int = 1, max_samples: int | None = 1024):
@@ -53,8 +56,8 @@ class TrainEvalGap(pl.Callback):
         self.batch_size = loader_of(trainer.train_dataloader).batch_size
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking or self.batch_size is None:
-            return
+        if trainer.sanity_checking or self.batch_size is None or not trainer.is_global_zero:
+            return  # under DDP: probed on rank zero's replica, batch statistics of its own
         if (trainer.current_epoch + 1) % self.every_n_epochs != 0:
             return
         dataset = dataset_of(trainer.val_dataloaders)

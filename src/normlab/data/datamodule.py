@@ -161,11 +161,16 @@ class ImageClassificationData(pl.LightningDataModule):
         self.first_epoch = state_dict["sampler_epoch"]
 
     def loader(self, dataset: Dataset, train: bool) -> DataLoader | ResidentLoader:
-        sampler = None
+        """Training: this rank's shard of the epoch (EpochSeededSampler). Evaluation: this rank's
+        every world_size-th image, in order, none repeated, so that over all ranks each image
+        is evaluated once (the Trainer runs with use_distributed_sampler=False)."""
+        trainer = self.trainer
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
         if train:  # order and augmentation from (seed, epoch): see EpochSeededSampler
-            ranks = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
-            sampler = EpochSeededSampler(dataset, self.seed, *ranks)
+            sampler = EpochSeededSampler(dataset, self.seed, world, rank)
             sampler.set_epoch(self.first_epoch)
+        else:
+            sampler = None if world == 1 else range(rank, len(dataset), world)
         batch_size = self.batch_size if train else self.eval_batch_size
         if isinstance(dataset, ResidentImages):
             device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")

@@ -88,14 +88,15 @@ class ResidentImages(Dataset):
 
 
 class ResidentLoader:
-    """Batches of a ResidentImages in the sampler's order (or in order without one), yielded
-    like a DataLoader's; Lightning calls ``sampler.set_epoch`` on it as on a DataLoader."""
+    """Batches of a ResidentImages in the sampler's order (an EpochSeededSampler, or a range of
+    positions; in order without one), yielded like a DataLoader's; Lightning calls
+    ``sampler.set_epoch`` on it as on a DataLoader."""
 
     def __init__(
         self, dataset: ResidentImages, batch_size: int, sampler=None, drop_last: bool = False
     ):
         self.dataset, self.batch_size, self.drop_last = dataset, batch_size, drop_last
-        self.sampler: EpochSeededSampler | None = sampler
+        self.sampler: EpochSeededSampler | range | None = sampler
         self.batch_sampler = None  # Lightning looks for one beside a sampler, as on a DataLoader
 
     def __len__(self) -> int:
@@ -106,6 +107,8 @@ class ResidentLoader:
         device = self.dataset.images.device
         if self.sampler is None:
             index, seeds = torch.arange(len(self.dataset), device=device), None
+        elif isinstance(self.sampler, range):  # a rank's evaluation shard, in order
+            index, seeds = torch.tensor(self.sampler, device=device), None
         else:
             index, seeds = (torch.from_numpy(a).to(device) for a in self.sampler.draws())
         for b in range(len(self)):

@@ -7,7 +7,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 # summary.csv's columns: the settings that tell runs apart, then the results.
-SETTINGS = ["dataset", "model", "norm", "batch_size", "num_groups", "group_size", "seed", "lr"]
+SETTINGS = ["dataset", "model", "norm", "batch_size", "virtual_batch_size", "num_groups",
+            "group_size", "seed", "lr"]  # fmt: skip
 RESULTS = [
     "val_error", "test_error", "val_acc", "test_acc", "best_val_acc",
     "gap_acc", "gap_loss", "drift_to_batch", "drift_change", "precise_distance",
@@ -44,6 +45,7 @@ def read_run(run_dir: Path, sweep: Path) -> dict:
         "model": cfg.model.name,
         "norm": norm.get("name"),
         "batch_size": cfg.data.batch_size,
+        "virtual_batch_size": norm.get("virtual_batch_size"),  # ghost_batch's normalization batch
         "num_groups": norm.get("num_groups") if norm.get("name") == "group" else None,
         "group_size": norm.get("group_size") if norm.get("name") == "group" else None,
         "seed": cfg.get("seed"),

@@ -15,6 +15,10 @@ FIGURES = [
      "batch size"),
     ("drift_vs_batch.png", "drift_to_batch", "running stats to batch stats (std units)",
      "batch_size", "batch size"),
+    ("error_vs_norm_batch.png", "val_error", "validation error (%)", "virtual_batch_size",
+     "normalization batch (SGD batch fixed)"),
+    ("gap_vs_norm_batch.png", "gap_acc", "train-mode minus eval-mode val accuracy",
+     "virtual_batch_size", "normalization batch (SGD batch fixed)"),
     ("error_vs_groups.png", "val_error", "validation error (%)", "num_groups", "groups G"),
     ("error_vs_group_size.png", "val_error", "validation error (%)", "group_size",
      "channels per group"),
@@ -48,7 +52,7 @@ def plot(table: list[dict], out: Path) -> list[Path]:
         ticks = sorted({p[0] for points in lines.values() for p in points})
         ax.set_xticks(ticks, [str(t) for t in ticks])
         ax.minorticks_off()
-        if x == "batch_size":
+        if x in ("batch_size", "virtual_batch_size"):
             ax.invert_xaxis()  # as the GN paper's Figure 1: large batches on the left
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)

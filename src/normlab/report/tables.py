@@ -7,7 +7,8 @@ from pathlib import Path
 
 from normlab.report.collect import COLUMNS
 
-GROUP_BY = ["dataset", "model", "norm", "batch_size", "num_groups", "group_size"]
+GROUP_BY = ["dataset", "model", "norm", "batch_size", "virtual_batch_size", "num_groups",
+            "group_size"]  # fmt: skip
 AGGREGATED = ["val_error", "test_error", "gap_acc", "drift_to_batch", "precise_distance"]
 
 
@@ -59,14 +60,15 @@ def cell(mean: float, std: float, n: int, digits: int) -> str:
 def markdown(rows: list[dict], table: list[dict]) -> str:
     """The aggregated table, then every run that did not finish, with its status and error."""
     lines = [
-        "| dataset | model | norm | batch | groups | val error % | test error % "
+        "| dataset | model | norm | batch | virtual batch | groups | val error % | test error % "
         "| train/eval gap (acc) | drift to batch | EMA vs population | seeds |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for e in table:
         groups = e["num_groups"] or (f"{e['group_size']}/group" if e["group_size"] else "")
         lines.append(
-            f"| {e['dataset']} | {e['model']} | {e['norm']} | {e['batch_size']} | {groups} "
+            f"| {e['dataset']} | {e['model']} | {e['norm']} | {e['batch_size']} "
+            f"| {e['virtual_batch_size'] or ''} | {groups} "
             f"| {cell(e['val_error'], e['val_error_std'], e['n'], 2)} "
             f"| {cell(e['test_error'], e['test_error_std'], e['n'], 2)} "
             f"| {cell(e['gap_acc'], e['gap_acc_std'], e['n'], 4)} "
