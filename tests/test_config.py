@@ -1,12 +1,15 @@
 """Every config group option composes, resolves and builds its model, with hydra.compose."""
 
+import re
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from normlab.config import ConfigError, key_choices, learning_rate
+from normlab.config import ConfigError, key_choices, learning_rate, run_name
+from normlab.data import dataset_spec
 from normlab.norms import NORMS
 from normlab.train import build_module, trainer_options
 
@@ -33,13 +36,21 @@ def test_option_composes_and_resolves(group, option):
     assert "/runs/" in cfg.hydra.run.dir
 
 
+def classifies(module, data: str, batch: int = 2) -> bool:
+    """The built model maps a batch of the dataset's images to one logit per class."""
+    spec = dataset_spec(data)
+    x = torch.randn(batch, spec.in_channels, spec.image_size, spec.image_size)
+    with torch.no_grad():
+        return module.train()(x).shape == (batch, spec.num_classes)
+
+
 @pytest.mark.parametrize("norm", sorted(NORMS))
 @pytest.mark.parametrize("model", ["resnet20", "resnet18", "cnn"])
 @pytest.mark.parametrize("data", ["cifar10", "cifar100", "fashion_mnist"])
 def test_default_norm_options_fit_every_model(norm, model, data):
     """norm=group's default group count divides every layer of every model, for every dataset."""
     module = build_module(make([f"norm={norm}", f"model={model}", f"data={data}"]))
-    assert module.model is not None
+    assert classifies(module, data)
 
 
 def test_commands_from_the_brief_compose():
@@ -71,11 +82,26 @@ def test_precision_auto_is_32_bit_without_a_gpu(monkeypatch):
     assert trainer_options(make(["trainer=cpu"]))["precision"] == "32-true"
 
 
-def test_run_dir_is_named_by_overrides():
+def test_run_dir_is_named_by_overrides_norm_first_then_batch():
     cfg = make(["norm=group", "data.batch_size=8"], hydra=True)
     cfg.hydra.job.override_dirname = "data.batch_size=8,norm=group"  # what Hydra sets at launch
-    assert cfg.hydra.run.dir.endswith("/runs/data.batch_size=8,norm=group")
-    assert cfg.hydra.sweep.subdir == "data.batch_size=8,norm=group"
+    assert cfg.hydra.run.dir.endswith("/runs/norm=group,data.batch_size=8")
+    assert cfg.hydra.sweep.subdir == "norm=group,data.batch_size=8"
+
+
+def test_a_long_run_name_is_cut_with_a_hash_and_stays_unique():
+    # Hydra's sorted override_dirname of the issue's 4-run sweep with seed and determinism
+    sweep = ("callbacks.drift.every_n_steps=10,data.batch_size={b},data=fashion_mnist,"
+             "model=cnn,norm={n},seed=1,trainer.deterministic=true,trainer.max_epochs=2,"
+             "trainer.limit_train_batches=0.1,trainer.enable_progress_bar=false")  # fmt: skip
+    runs = [(n, b) for n in ("batch", "group") for b in (2, 128)]
+    names = [run_name(sweep.format(n=n, b=b)) for n, b in runs]
+    assert len(set(names)) == 4
+    for name, (n, b) in zip(names, runs, strict=True):
+        assert len(name) <= 80 and name.startswith(f"norm={n},data.batch_size={b},")
+        assert re.search(r"~[0-9a-f]{8}$", name)
+    listed = run_name("optim.milestones=[0.3,0.6],norm=layer")  # a comma inside a value
+    assert listed == "norm=layer,optim.milestones=[0.3,0.6]"
 
 
 @pytest.mark.parametrize(
@@ -89,6 +115,15 @@ def test_run_dir_is_named_by_overrides():
         (["trainer.max_epochs=0"], "trainer.max_epochs=0 must be a positive integer"),
         (["seed=-1"], "seed=-1 must be an integer in [0, 2**32 - 1]"),
         (["compile=yes"], "compile='yes'; allowed: auto, true, false"),
+        (["data.batch_size=abc"], "data.batch_size=abc must be a positive integer"),
+        (["optim.schedule=cosin"], "optim.schedule='cosin'; allowed: cosine, step, constant"),
+        (["optim.base_lr=-1"], "optim.base_lr=-1; allowed: a number > 0"),
+        (["optim.lr_scaling=sqrt"], "optim.lr_scaling='sqrt'; allowed: linear, none"),
+        (["optim.milestones=[0.8,0.4]", "optim.schedule=step"],
+         "optim.milestones=[0.8, 0.4]; allowed: increasing fractions of training in (0, 1)"),
+        (["model=cnn", "model.width=0"], "model.width=0; allowed: an integer >= 1"),
+        (["data.val_size=70000"], "data.val_size=70000 must be an integer between 1 and 49999 "
+                                  "(cifar10 has 50000 training images)"),
         (["norm=ghost_batch", "norm.virtual_batch_size=3", "data.batch_size=8"],
          "norm.virtual_batch_size=3 with data.batch_size=8: the virtual batch must be >= 2 and "
          "divide the batch; valid: [2, 4, 8]"),
@@ -109,4 +144,4 @@ def test_bad_configs_are_refused_with_one_line(overrides, message):
 
 
 def test_batch_size_1_is_fine_without_batch_statistics():
-    assert build_module(make(["norm=group", "data.batch_size=1"])).model is not None
+    assert classifies(build_module(make(["norm=group", "data.batch_size=1"])), "cifar10", batch=1)

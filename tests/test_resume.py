@@ -17,7 +17,7 @@ from normlab.resume import AtomicCheckpointIO, RngStateInCheckpoint, checkpoint_
 from tests.data.tiny_cifar import write_tiny_cifar10
 from tests.runs import REPO, train
 
-VARIES = {"fit_seconds", "best_checkpoint"}
+VARIES = {"fit_seconds", "best_checkpoint", "overrides"}  # overrides: paths differ
 
 
 def draws() -> list:

@@ -1,5 +1,8 @@
 """From the Hydra config to what normlab's builders take; the run-name resolver."""
 
+import hashlib
+import re
+
 from omegaconf import DictConfig, OmegaConf
 
 
@@ -7,9 +10,31 @@ class ConfigError(ValueError):
     """A config that cannot run; the message names the key, the value and what is allowed."""
 
 
-def run_name(override_dirname: str) -> str:
-    """A run is named by its overrides (norm=group,data.batch_size=8); plain runs: 'defaults'."""
-    return override_dirname or "defaults"
+MAX_RUN_NAME = 80  # characters: what TensorBoard's sidebar and legends show whole
+
+
+def run_name_order(item: str) -> tuple[int, str]:
+    """norm (and its options) first, then the batch size, then the rest in Hydra's order."""
+    key = item.split("=", 1)[0].lstrip("+~")
+    if key == "norm" or key.startswith("norm."):
+        return (0 if key == "norm" else 1), key
+    return (2 if key == "data.batch_size" else 3), ""
+
+
+def run_name(override_dirname: str, max_length: int = MAX_RUN_NAME) -> str:
+    """A run is named by its overrides, norm first, then the batch size, then the rest
+    (norm=group,data.batch_size=8,seed=1); plain runs: 'defaults'. Past `max_length`
+    characters the name is cut at an override boundary and ends in a hash of the whole, so it
+    stays unique; the full overrides are in the run's .hydra/overrides.yaml and metrics.json."""
+    items = re.split(r",(?=[^,=]+=)", override_dirname) if override_dirname else []
+    name = ",".join(sorted(items, key=run_name_order)) or "defaults"
+    if len(name) <= max_length:
+        return name
+    digest = "~" + hashlib.sha1(name.encode()).hexdigest()[:8]
+    kept = name[: max_length - len(digest)]
+    if "," in kept:
+        kept = kept[: kept.rindex(",")]
+    return kept + digest
 
 
 OmegaConf.register_new_resolver("run_name", run_name, replace=True)

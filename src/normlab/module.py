@@ -11,6 +11,7 @@ from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 SCHEDULES = ("cosine", "step", "constant")
+LR_SCALINGS = ("linear", "none")
 
 
 @dataclass
@@ -32,6 +33,36 @@ class LrSchedule:
         if self.schedule == "step":
             return self.gamma ** sum(step >= m * self.total_steps for m in self.milestones)
         return 1.0
+
+
+def check_optim(optim: dict) -> None:
+    """Refuse optimizer settings SGD or the schedule cannot use: one ValueError, naming the key
+    (optim.<key>), the value and what is allowed."""
+    o = optim
+
+    def need(ok: bool, key: str, allowed: str) -> None:
+        if not ok:
+            raise ValueError(f"optim.{key}={o.get(key)!r}; allowed: {allowed}")
+
+    number = (int, float)
+    need(isinstance(o.get("base_lr"), number) and o["base_lr"] > 0, "base_lr", "a number > 0")
+    base = o.get("base_batch_size", 128)
+    need(isinstance(base, int) and base >= 1, "base_batch_size", "an integer >= 1")
+    need(o.get("lr_scaling", "linear") in LR_SCALINGS, "lr_scaling", ", ".join(LR_SCALINGS))
+    momentum = o.get("momentum", 0.9)
+    need(isinstance(momentum, number) and 0 <= momentum < 1, "momentum", "a number in [0, 1)")
+    need(not o.get("nesterov", True) or momentum > 0, "nesterov", "false when momentum is 0")
+    decay = o.get("weight_decay", 5e-4)
+    need(isinstance(decay, number) and decay >= 0, "weight_decay", "a number >= 0")
+    need(o.get("schedule", "cosine") in SCHEDULES, "schedule", ", ".join(SCHEDULES))
+    warmup = o.get("warmup_epochs", 0)
+    need(isinstance(warmup, number) and warmup >= 0, "warmup_epochs", "a number >= 0")
+    milestones = list(o.get("milestones", (0.5, 0.75)))
+    need(all(isinstance(m, number) and 0 < m < 1 for m in milestones)
+         and milestones == sorted(milestones), "milestones",
+         "increasing fractions of training in (0, 1)")  # fmt: skip
+    gamma = o.get("gamma", 0.1)
+    need(isinstance(gamma, number) and 0 < gamma <= 1, "gamma", "a number in (0, 1]")
 
 
 class Classifier(pl.LightningModule):

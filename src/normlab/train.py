@@ -29,10 +29,11 @@ from normlab.config import (
     plain,
     validate,
 )
+from normlab.console import quiet_console
 from normlab.data import DataUnavailable, ImageClassificationData, dataset_spec
 from normlab.distributed import batch_sizes, check_sync_batchnorm, enable_sync
 from normlab.models import build_model
-from normlab.module import Classifier
+from normlab.module import Classifier, check_optim
 from normlab.norms import norm_factory
 from normlab.resume import AtomicCheckpointIO, RngStateInCheckpoint, checkpoint_to_resume
 
@@ -99,7 +100,14 @@ def build_module(cfg: DictConfig) -> Classifier:
     try:
         validate(cfg)
         check_sync_batchnorm(cfg)
+        check_optim(plain(cfg.optim))
         spec = dataset_spec(cfg.data.name)
+        val_size = cfg.data.val_size
+        if not (isinstance(val_size, int) and 0 < val_size < spec.train_size):
+            raise ConfigError(
+                f"data.val_size={val_size} must be an integer between 1 and "
+                f"{spec.train_size - 1} ({cfg.data.name} has {spec.train_size} training images)"
+            )
         norm, options = norm_options(cfg)
         model_name, model_kwargs = model_options(cfg)
         factory = RecordingFactory(norm_factory(norm, **options))
@@ -117,7 +125,9 @@ def build_module(cfg: DictConfig) -> Classifier:
         lr = learning_rate(cfg)
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    log.info("norm %s %s, model %s, lr %.4g", norm, options, model_name, lr)
+    parameters = sum(p.numel() for p in model.parameters())
+    log.info("norm %s %s, model %s (%.1fk parameters), lr %.4g", norm, options, model_name,
+             parameters / 1e3, lr)  # fmt: skip
     return Classifier(model, spec.num_classes, lr, plain(cfg.optim))
 
 
@@ -144,9 +154,10 @@ def write_metrics(
         return
     try:
         choices = key_choices(cfg, world_size)
-    except ValueError:  # a config too broken to describe still gets its status recorded
+    except Exception:  # a config too broken to describe still gets its status recorded
         choices = {}
-    record = {"status": status, **choices, **results}
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    record = {"status": status, **choices, **results, "overrides": overrides}
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
 
@@ -195,6 +206,7 @@ def run(cfg: DictConfig) -> float:
     if done is not None and not cfg.get("ckpt_path"):
         log.info("%s already finished, not training again (move the folder to retrain)", run_dir)
         return done.get("val_acc", float("nan"))
+    quiet_console(run_dir)
     data = ImageClassificationData(**plain(cfg.data), seed=cfg.seed)
     data.prepare_data()  # a missing dataset fails here, before a trainer or a log exists
 

@@ -16,8 +16,8 @@ def fixed_batches(
     included) with their randomness seeded by `seed`, under a forked RNG: reading never moves
     the global random state, so a run with probes trains exactly as one without.
     """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):  # the CPU generator only, restored on exit
+        torch.default_generator.manual_seed(seed)  # not torch.manual_seed: it reseeds CUDA too
         generator = torch.Generator().manual_seed(seed)
         loader = DataLoader(
             dataset, batch_size, shuffle=shuffle, generator=generator, drop_last=True

@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
+from normlab.config import ConfigError
 from normlab.data.datasets import DataUnavailable, dataset_spec
 from normlab.data.epoch_sampler import EpochSeededSampler, seeded_item
 from normlab.data.resident import ResidentImages, ResidentLoader, images_and_labels
@@ -124,8 +125,8 @@ class ImageClassificationData(pl.LightningDataModule):
         if self.train_set is not None:
             return
         full = self.load(train=True)
-        if not 0 < self.val_size < len(full):
-            raise ValueError(
+        if not 0 < self.val_size < len(full):  # a copy smaller than the official split
+            raise ConfigError(
                 f"data.val_size={self.val_size} must be between 1 and {len(full) - 1} "
                 f"(the training set has {len(full)} images)"
             )

@@ -35,6 +35,7 @@ class DatasetSpec:
     std: tuple[float, ...]
     load: Callable[..., Dataset]  # (root, train, download, verify_checksums) -> Dataset
     how_to_get: str
+    train_size: int  # images in the official training split
 
 
 def without_checksums(cls: type) -> type:
@@ -142,12 +143,14 @@ DATASETS: dict[str, DatasetSpec] = {
         (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
         load_cifar(datasets.CIFAR10),
         CIFAR_HOW.format(archive="cifar-10-python.tar.gz", folder="cifar-10-batches-py"),
+        50000,
     ),
     "cifar100": DatasetSpec(
         "cifar100", 100, 3, 32,
         (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
         load_cifar(datasets.CIFAR100),
         CIFAR_HOW.format(archive="cifar-100-python.tar.gz", folder="cifar-100-python"),
+        50000,
     ),
     "fashion_mnist": DatasetSpec(
         "fashion_mnist", 10, 1, 28,
@@ -155,6 +158,7 @@ DATASETS: dict[str, DatasetSpec] = {
         load_fashion_mnist,
         "apt-get install dataset-fashion-mnist (files in /usr/share/datasets/fashion-mnist), "
         "or go online so torchvision can download it",
+        60000,
     ),
 }  # fmt: skip
 

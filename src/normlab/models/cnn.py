@@ -19,6 +19,8 @@ class SimpleCNN(nn.Module):
         width: int = 16,
     ):
         super().__init__()
+        if not (isinstance(width, int) and width >= 1):
+            raise ValueError(f"model.width={width!r}; allowed: an integer >= 1")
         layers, c_in, size = [], in_channels, image_size
         for i, c_out in enumerate((width, 2 * width, 4 * width)):
             if i > 0:
