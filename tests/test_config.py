@@ -117,7 +117,7 @@ def test_a_long_run_name_is_cut_with_a_hash_and_stays_unique():
         (["compile=yes"], "compile='yes'; allowed: auto, true, false"),
         (["data.batch_size=abc"], "data.batch_size=abc must be a positive integer"),
         (["optim.schedule=cosin"], "optim.schedule='cosin'; allowed: cosine, step, constant"),
-        (["optim.base_lr=-1"], "optim.base_lr=-1; allowed: a number > 0"),
+        (["optim.base_lr=-1"], "optim.base_lr=-1; allowed: a number >= 0"),
         (["optim.lr_scaling=sqrt"], "optim.lr_scaling='sqrt'; allowed: linear, none"),
         (["optim.milestones=[0.8,0.4]", "optim.schedule=step"],
          "optim.milestones=[0.8, 0.4]; allowed: increasing fractions of training in (0, 1)"),

@@ -45,7 +45,7 @@ def check_optim(optim: dict) -> None:
             raise ValueError(f"optim.{key}={o.get(key)!r}; allowed: {allowed}")
 
     number = (int, float)
-    need(isinstance(o.get("base_lr"), number) and o["base_lr"] > 0, "base_lr", "a number > 0")
+    need(isinstance(o.get("base_lr"), number) and o["base_lr"] >= 0, "base_lr", "a number >= 0")
     base = o.get("base_batch_size", 128)
     need(isinstance(base, int) and base >= 1, "base_batch_size", "an integer >= 1")
     need(o.get("lr_scaling", "linear") in LR_SCALINGS, "lr_scaling", ", ".join(LR_SCALINGS))

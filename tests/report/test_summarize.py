@@ -25,7 +25,7 @@ def sweep_root(tmp_path_factory) -> Path:
     # num_groups=5 does not divide the CNN's 16 channels: that job fails, the others finish.
     train("-m", *tiny_overrides(tmp), "norm=group", "norm.num_groups=2,4,5",
           f"hydra.sweep.dir={root / 'groups'}")  # fmt: skip
-    finished = next((root / "grid").iterdir())
+    finished = next(p for p in sorted((root / "grid").iterdir()) if p.is_dir())
     running = root / "grid" / "still-running"
     shutil.copytree(finished / ".hydra", running / ".hydra")
     return root
