@@ -41,7 +41,8 @@ def test_single_run_writes_metrics_checkpoints_and_events(tmp_path):
     assert (run_dir / "checkpoints" / "best.ckpt").is_file()
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     tags = tensorboard_runs(run_dir)["."]
-    assert {"train/loss", "train/acc", "val/loss", "val/acc", "test/acc", "test/loss"} <= set(tags)
+    assert {"train/loss", "train/acc", "val/loss", "val/acc", "test/acc", "test/loss",
+            "train/loss_step"} <= set(tags)  # fmt: skip
 
 
 def test_default_run_folder_is_named_by_overrides(tmp_path):
