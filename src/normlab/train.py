@@ -17,7 +17,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
 
 from normlab.callbacks import PopulationStats, RunningStatsDrift, TrainEvalGap
-from normlab.callbacks.board import final_record, start_record
+from normlab.callbacks.board import every_norm_option, final_record, start_record
 from normlab.callbacks.divergence import StopOnDivergence
 from normlab.compile import compile_enabled, compile_mode, compile_model
 from normlab.config import (
@@ -34,7 +34,7 @@ from normlab.data import DataUnavailable, ImageClassificationData, dataset_spec
 from normlab.distributed import batch_sizes, check_sync_batchnorm, enable_sync
 from normlab.models import build_model
 from normlab.module import Classifier, check_optim
-from normlab.norms import norm_factory
+from normlab.norms import NORMS, norm_factory, options_of
 from normlab.resume import AtomicCheckpointIO, RngStateInCheckpoint, checkpoint_to_resume
 
 log = logging.getLogger(__name__)
@@ -245,7 +245,8 @@ def run(cfg: DictConfig) -> float:
     if compile_enabled(cfg.get("compile", "auto"), device_type):
         compile_model(module.model, device_type)
         log.info("compile: torch.compile, mode %s", compile_mode(device_type) or "default")
-    start_record(logger, key_choices(cfg, world))
+    norm_option_names = {name: options_of(name) for name in NORMS}
+    start_record(logger, every_norm_option(key_choices(cfg, world), norm_option_names))
     started = time.perf_counter()
     resume_from = checkpoint_to_resume(run_dir, cfg.get("ckpt_path"))
     trainer.fit(module, datamodule=data, ckpt_path=resume_from)
@@ -257,6 +258,9 @@ def run(cfg: DictConfig) -> float:
     if best or divergence.step is None:  # a diverged run is tested only on a finite checkpoint
         test = trainer.test(module, datamodule=data, ckpt_path=best)[0]
         final.update({k: float(v) for k, v in test.items()})
+    sizes = batch_sizes(cfg, world)
+    final.update(epochs=float(trainer.current_epoch), steps=float(trainer.global_step),
+                 train_images=float(trainer.global_step * sizes["sgd_batch_size"]))  # fmt: skip
     final_record(logger, trainer.global_step, final)
     results = {k.replace("/", "_"): v for k, v in final.items() if k.count("/") <= 1}
     if best:

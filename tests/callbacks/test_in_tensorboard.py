@@ -73,6 +73,12 @@ def test_hparams_tab_has_settings_and_final_metrics(bn_run):
     metrics = json.loads((bn_run / "metrics.json").read_text())
     assert final["hp/test_acc"] == pytest.approx(metrics["test_acc"])
     assert final["hp/gap_acc"] == pytest.approx(metrics["gap_acc"])
+    # every norm's options are columns, "n/a" where BN has none; how long the run trained
+    assert values["norm.num_groups"] == "n/a" and values["norm.virtual_batch_size"] == "n/a"
+    assert {"hp/epochs", "hp/steps", "hp/train_images"} <= set(metric_tags)
+    runs = scalars(bn_run)
+    assert runs["hp/steps"][-1] == metrics["steps"] > 0 and runs["hp/diverged_at_step"][-1] == -1
+    assert runs["hp/train_images"][-1] == metrics["steps"] * metrics["sgd_batch_size"]
 
 
 @pytest.mark.parametrize("norm", ["group", "layer", "instance"])
@@ -85,6 +91,10 @@ def test_norms_without_batch_dependence_have_exactly_zero_gap(tmp_path, norm):
     assert values["gap/val_acc_eval"] == values["gap/val_acc_train"]
     assert not [t for t in values if t.startswith(("drift/", "precise/"))]
     assert values["hp/gap_acc"][-1] == 0.0
+    # no running statistics: documented 0, not NaN (NaN hides the run in parallel coordinates)
+    assert values["hp/drift_to_batch"][-1] == 0.0 and values["hp/precise_distance"][-1] == 0.0
+    settings, _ = hparams(run_dir)
+    assert settings["norm.virtual_batch_size"] == "n/a" and settings["norm"] == norm
 
 
 def test_callbacks_switch_off(tmp_path):

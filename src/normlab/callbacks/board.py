@@ -14,8 +14,21 @@ HPARAM_METRICS = {
     "hp/drift_to_batch": "stats/drift_mean_to_batch_mean",
     "hp/drift_change": "stats/drift_mean_change_mean",
     "hp/precise_distance": "precise/distance_mean",
-    "hp/diverged_at_step": "diverged_at_step",  # NaN unless the training loss became NaN/Inf
+    "hp/diverged_at_step": "diverged_at_step",  # -1 unless the training loss became NaN/Inf
+    "hp/epochs": "epochs",
+    "hp/steps": "steps",
+    "hp/train_images": "train_images",  # steps x SGD batch: how much training a run had
 }
+# What a column shows when a run has no such value (never NaN, which hides the run in the
+# parallel-coordinates view): no running statistics means no drift and no EMA-vs-population
+# distance; -1 means the run did not diverge.
+ABSENT = {
+    "hp/drift_to_batch": 0.0,
+    "hp/drift_change": 0.0,
+    "hp/precise_distance": 0.0,
+    "hp/diverged_at_step": -1.0,
+}
+NOT_APPLICABLE = "n/a"  # an HPARAMS cell for an option the run's norm does not have
 
 LAYOUT = {
     "normlab": {
@@ -60,8 +73,18 @@ def start_record(logger, hparams: dict) -> None:
         logger.experiment.add_custom_scalars(LAYOUT)
 
 
+def every_norm_option(hparams: dict, options: dict[str, list[str]]) -> dict:
+    """`hparams` with a ``norm.<option>`` entry for every option of every norm (`options`: norm
+    name -> its option names), NOT_APPLICABLE where the run's norm lacks it: each run of a sweep
+    then declares the same HPARAMS columns, whichever run TensorBoard reads first."""
+    every = sorted({o for names in options.values() for o in names})
+    return {**{f"norm.{o}": NOT_APPLICABLE for o in every}, **hparams}
+
+
 def final_record(logger, step: int, final: dict[str, float]) -> None:
-    """Fill the HPARAMS metric columns from the run's final scalars."""
+    """Fill the HPARAMS metric columns from the run's final scalars (ABSENT's values where a
+    run has none)."""
+    final = {**{HPARAM_METRICS[hp]: v for hp, v in ABSENT.items()}, **final}
     values = {hp: final[tag] for hp, tag in HPARAM_METRICS.items() if tag in final}
     if values:
         logger.log_metrics(values, step=step)
