@@ -8,9 +8,9 @@ statistics are per device (the GN paper's setting) unless `norm.sync=true` (or
 
 from omegaconf import DictConfig
 
-from normlab.config import ConfigError, norm_options
+from normlab.config import BATCH_DEPENDENT, ConfigError, norm_options
 
-SYNCABLE = ("batch", "batch_renorm")  # norms whose training statistics can span all ranks
+SYNCABLE = tuple(sorted(BATCH_DEPENDENT))  # batch statistics: what can span all ranks
 
 
 def synced(cfg: DictConfig) -> bool:
@@ -48,9 +48,8 @@ def check_sync_batchnorm(cfg: DictConfig) -> None:
         )
 
 
-def enable_sync(model) -> int:
-    """Turns on synced statistics in every layer that has them; returns how many."""
-    layers = [m for m in model.modules() if hasattr(m, "sync_batch_stats")]
-    for layer in layers:
-        layer.sync_batch_stats = True
-    return len(layers)
+def enable_sync(model) -> None:
+    """Turns on synced statistics in every layer that has them."""
+    for layer in model.modules():
+        if hasattr(layer, "sync_batch_stats"):
+            layer.sync_batch_stats = True

@@ -237,8 +237,8 @@ def run(cfg: DictConfig) -> float:
     )
     world = trainer.world_size
     module.lr = learning_rate(cfg, world)  # from the SGD batch: batch_size on each device
+    sizes = batch_sizes(cfg, world)
     if world > 1:
-        sizes = batch_sizes(cfg, world)
         log.info("%d devices: SGD batch %d, normalization batch %s, lr %.4g", world,
                  sizes["sgd_batch_size"], sizes["norm_batch_size"], module.lr)  # fmt: skip
     device_type = trainer.strategy.root_device.type
@@ -258,7 +258,6 @@ def run(cfg: DictConfig) -> float:
     if best or divergence.step is None:  # a diverged run is tested only on a finite checkpoint
         test = trainer.test(module, datamodule=data, ckpt_path=best)[0]
         final.update({k: float(v) for k, v in test.items()})
-    sizes = batch_sizes(cfg, world)
     final.update(epochs=float(trainer.current_epoch), steps=float(trainer.global_step),
                  train_images=float(trainer.global_step * sizes["sgd_batch_size"]))  # fmt: skip
     final_record(logger, trainer.global_step, final)

@@ -73,9 +73,9 @@ class GhostBatchNorm2d(BatchNorm2d):
                 buffer.mul_(seen).add_(stats.sum(0)).div_(seen + k)
         else:
             m = self.momentum
-            weights = torch.tensor(
-                [m * (1 - m) ** (k - 1 - i) for i in range(k)], dtype=dtype, device=means.device
-            )
+            # chunk i's weight m(1 − m)^(k−1−i), made on the device (no host copy per step)
+            powers = torch.arange(k - 1, -1, -1, dtype=dtype, device=means.device)
+            weights = m * (1 - m) ** powers
             for buffer, stats in ((self.running_mean, means), (self.running_var, variances)):
                 buffer.mul_((1 - m) ** k).add_(weights @ stats)
         self.num_batches_tracked.add_(k)
