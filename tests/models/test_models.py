@@ -81,3 +81,17 @@ def test_he_init_and_zero_init_residual():
 def test_unknown_model_lists_valid_ones():
     with pytest.raises(ValueError, match="unknown model 'resnet50'; valid models: cnn, resnet18"):
         build_model("resnet50", norm_factory("batch"))
+
+
+def test_layer_names_say_where_a_layer_is():
+    """Norm layers are named by stage and unit (what drift/<layer>/... tags and state_dict keys
+    show), not by index."""
+
+    def norm_names(name):
+        model = build_model(name, norm_factory("batch"))
+        return [n for n, m in model.named_modules() if hasattr(m, "running_mean")]
+
+    assert norm_names("cnn") == [f"stage{s}.conv{c}.norm" for s in (1, 2, 3) for c in (1, 2)]
+    resnet = norm_names("resnet20")
+    assert resnet[:3] == ["stem.norm", "stage1.block1.norm1", "stage1.block1.norm2"]
+    assert "stage2.block1.shortcut.norm" in resnet and len(resnet) == 1 + 3 * 3 * 2 + 2

@@ -1,4 +1,6 @@
-"""He initialisation shared by the models."""
+"""What the models share: He initialisation and the named conv-norm-activation unit."""
+
+from collections import OrderedDict
 
 from torch import nn
 
@@ -32,3 +34,12 @@ def activation_after(norm: nn.Module) -> nn.Module:
     """The ReLU that follows a norm, or nothing where the norm ends in its own activation
     (FRN's TLU: a ReLU after it would cut the gradient to its threshold τ at init, τ = 0)."""
     return nn.Identity() if getattr(norm, "ends_with_activation", False) else nn.ReLU(inplace=True)
+
+
+def conv_norm_act(conv: nn.Conv2d, norm: nn.Module, activation: bool = True) -> nn.Sequential:
+    """conv, norm (and its activation), with children named so that every layer's name says
+    where it is: <stage>.<unit>.conv, .norm, .act (e.g. stage2.conv1.norm)."""
+    parts = [("conv", conv), ("norm", norm)]
+    if activation:
+        parts.append(("act", activation_after(norm)))
+    return nn.Sequential(OrderedDict(parts))

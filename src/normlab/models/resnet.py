@@ -4,12 +4,19 @@ Every normalization, the shortcut projections' included, comes from `norm_layer`
 choice reaches every layer. Projection shortcuts are 1x1 convolution + norm (option B).
 """
 
+from collections import OrderedDict
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
-from normlab.models.init import activation_after, conv_out, he_init, zero_init_last_gamma
+from normlab.models.init import (
+    activation_after,
+    conv_norm_act,
+    conv_out,
+    he_init,
+    zero_init_last_gamma,
+)
 
 NormLayer = Callable[..., nn.Module]
 
@@ -29,10 +36,9 @@ class BasicBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.shortcut = nn.Identity()
         if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(c_in, c_out, 1, stride, bias=False),
-                norm_layer(c_out, (out_size, out_size)),
-            )
+            conv = nn.Conv2d(c_in, c_out, 1, stride, bias=False)
+            norm = norm_layer(c_out, (out_size, out_size))
+            self.shortcut = conv_norm_act(conv, norm, activation=False)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.act1(self.norm1(self.conv1(x)))
@@ -41,7 +47,8 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    """A 3x3 stem, then stages of BasicBlocks, global average pooling and a linear classifier."""
+    """A 3x3 stem, then stages of BasicBlocks, global average pooling and a linear classifier.
+    Layers are named by place: stem.norm, stage2.block1.norm1, stage2.block1.shortcut.norm."""
 
     def __init__(
         self,
@@ -56,21 +63,17 @@ class ResNet(nn.Module):
     ):
         super().__init__()
         size = image_size
-        stem_norm = norm_layer(widths[0], (size, size))
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False),
-            stem_norm,
-            activation_after(stem_norm),
-        )
-        stages, c_in = [], widths[0]
+        stem_conv = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
+        self.stem = conv_norm_act(stem_conv, norm_layer(widths[0], (size, size)))
+        self.stage_names, c_in = [], widths[0]
         for i, width in enumerate(widths):
             blocks = []
             for j in range(blocks_per_stage):
                 stride = 2 if i > 0 and j == 0 else 1
-                blocks.append(BasicBlock(norm_layer, c_in, width, stride, size))
+                blocks.append((f"block{j + 1}", BasicBlock(norm_layer, c_in, width, stride, size)))
                 size, c_in = conv_out(size, stride), width
-            stages.append(nn.Sequential(*blocks))
-        self.stages = nn.Sequential(*stages)
+            self.stage_names.append(f"stage{i + 1}")
+            self.add_module(self.stage_names[-1], nn.Sequential(OrderedDict(blocks)))
         self.head = nn.Linear(c_in, num_classes)
         he_init(self)
         if zero_init_residual:
@@ -78,8 +81,14 @@ class ResNet(nn.Module):
                 if isinstance(module, BasicBlock):
                     zero_init_last_gamma(module.norm2)
 
+    @property
+    def stages(self) -> list[nn.Sequential]:
+        return [getattr(self, name) for name in self.stage_names]
+
     def forward(self, x: Tensor) -> Tensor:
-        x = self.stages(self.stem(x))
+        x = self.stem(x)
+        for name in self.stage_names:
+            x = getattr(self, name)(x)
         return self.head(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
 
