@@ -1,47 +1,50 @@
 """What the callbacks write to TensorBoard besides the module's scalars: step-exact scalars, the
 custom-scalars layout and the HPARAMS record."""
 
-import math
 
 from pytorch_lightning.loggers import TensorBoardLogger
+from torch.utils.tensorboard.summary import hparams as tensorboard_hparams
 
-# The HPARAMS tab's metric columns, and the scalar each one reports at the end of a run.
-HPARAM_METRICS = {
-    "hp/val_acc": "val/acc",
-    "hp/test_acc": "test/acc",
-    "hp/gap_acc": "gap/acc",
-    "hp/gap_loss": "gap/loss",
-    "hp/drift_to_batch": "stats/drift_mean_to_batch_mean",
-    "hp/drift_change": "stats/drift_mean_change_mean",
-    "hp/precise_distance": "precise/distance_mean",
-    "hp/diverged_at_step": "diverged_at_step",  # -1 unless the training loss became NaN/Inf
-    "hp/epochs": "epochs",
-    "hp/steps": "steps",
-    "hp/train_images": "train_images",  # steps x SGD batch: how much training a run had
-}
-# What a column shows when a run has no such value (never NaN, which hides the run in the
-# parallel-coordinates view): no running statistics means no drift and no EMA-vs-population
-# distance; -1 means the run did not diverge.
-ABSENT = {
-    "hp/drift_to_batch": 0.0,
-    "hp/drift_change": 0.0,
-    "hp/precise_distance": 0.0,
-    "hp/diverged_at_step": -1.0,
-}
+from normlab import metric_names as names
+
+# The HPARAMS tab's metric columns, hp/<column>, each filled from its final tag.
+HPARAM_METRICS = {f"hp/{f.column}": f.tag for f in names.FINALS if f.hparam}
+ABSENT = {f"hp/{f.column}": f.absent for f in names.FINALS if f.hparam and f.absent is not None}
 NOT_APPLICABLE = "n/a"  # an HPARAMS cell for an option the run's norm does not have
 
+# Custom Scalars: one quantity (one unit) per chart.
 LAYOUT = {
     "normlab": {
-        "validation accuracy: eval mode (running stats) vs train mode (batch stats)": [
+        "validation accuracy: eval mode (running stats), train mode (batch stats), population": [
             "Multiline",
-            ["gap/val_acc_eval", "gap/val_acc_train", "precise/val_acc_population"],
+            [names.GAP_VAL_ACC_EVAL, names.GAP_VAL_ACC_TRAIN, names.VAL_ACC_POPULATION],
         ],
-        "train/eval gap (train mode minus eval mode)": ["Multiline", ["gap/acc", "gap/loss"]],
-        "running statistics: distance to the batch, change per log": [
+        "validation loss: eval mode vs train mode": [
             "Multiline",
-            [r"stats/drift_.*_mean"],
+            [names.GAP_VAL_LOSS_EVAL, names.GAP_VAL_LOSS_TRAIN],
         ],
-        "EMA vs population statistics": ["Multiline", [r"precise/distance_.*"]],
+        "train/eval accuracy gap (train mode minus eval mode)": ["Multiline", [names.GAP_ACC]],
+        "train/eval loss gap (train mode minus eval mode)": ["Multiline", [names.GAP_LOSS]],
+        "running mean to batch mean (running-std units; mean, max over layers)": [
+            "Multiline",
+            [names.DRIFT.format("mean_to_batch") + "_(mean|max)"],
+        ],
+        "running std to batch std (running-std units; mean, max over layers)": [
+            "Multiline",
+            [names.DRIFT.format("std_to_batch") + "_(mean|max)"],
+        ],
+        "running mean change per log (relative; mean, max over layers)": [
+            "Multiline",
+            [names.DRIFT.format("mean_change") + "_(mean|max)"],
+        ],
+        "running var change per log (relative; mean, max over layers)": [
+            "Multiline",
+            [names.DRIFT.format("var_change") + "_(mean|max)"],
+        ],
+        "EMA mean to population mean (population-std units; mean, max over layers)": [
+            "Multiline",
+            [names.PRECISE_DISTANCE_PREFIX + "_(mean|max)"],
+        ],
     }
 }
 
@@ -67,9 +70,15 @@ def layer_scalars(
 
 
 def start_record(logger, hparams: dict) -> None:
-    """The HPARAMS row with its metric columns (NaN until the run ends) and the custom layout."""
-    logger.log_hyperparams(hparams, metrics={k: math.nan for k in HPARAM_METRICS})
+    """The HPARAMS row declaring its metric columns, and the custom layout. No metric value is
+    written now (no NaN placeholder in the Scalars tab): final_record writes them at the end."""
+    logger.log_hyperparams(hparams)  # hparams.yaml; no summary (no metrics given)
     if isinstance(logger, TensorBoardLogger):
+        plain = {k: v if isinstance(v, bool | int | float | str) else str(v)
+                 for k, v in hparams.items()}  # fmt: skip
+        writer = logger.experiment._get_file_writer()
+        for summary in tensorboard_hparams(plain, dict.fromkeys(HPARAM_METRICS, 0.0)):
+            writer.add_summary(summary)
         logger.experiment.add_custom_scalars(LAYOUT)
 
 

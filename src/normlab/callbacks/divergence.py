@@ -3,6 +3,8 @@
 import pytorch_lightning as pl
 import torch
 
+from normlab import metric_names as names
+
 NOT_YET = 2**62  # first_bad_step before any non-finite loss
 
 
@@ -37,4 +39,4 @@ class StopOnDivergence(pl.Callback):
 
     @property
     def summary(self) -> dict[str, float]:
-        return {} if self.step is None else {"diverged_at_step": float(self.step)}
+        return {} if self.step is None else {names.DIVERGED_AT_STEP: float(self.step)}

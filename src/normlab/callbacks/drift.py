@@ -5,6 +5,7 @@ import contextlib
 import pytorch_lightning as pl
 import torch
 
+from normlab import metric_names as names
 from normlab.callbacks.board import layer_scalars, log_now
 from normlab.callbacks.norm_layers import (
     channel_moments,
@@ -102,9 +103,9 @@ class RunningStatsDrift(pl.Callback):
         self.previous = now
         metrics = {}
         for metric, per_layer in values.items():
-            tag, summary = f"drift/{{}}/{metric}", f"stats/drift_{metric}"
+            tag, summary = names.DRIFT_LAYER.format("{}", metric), names.DRIFT.format(metric)
             metrics.update(layer_scalars(per_layer, tag, summary))
-        self.summary = {k: v for k, v in metrics.items() if k.startswith("stats/")}
+        self.summary = {k: v for k, v in metrics.items() if not k.startswith("drift/")}
         log_now(trainer, metrics)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
@@ -116,4 +117,6 @@ class RunningStatsDrift(pl.Callback):
                 values = getattr(layer, buffer).detach().double()
                 # A diverging run has NaN or astronomically large buffers: nothing to bin.
                 if torch.isfinite(values).all() and values.abs().max() < 1e30:
-                    experiment.add_histogram(f"drift/{name}/{buffer}", values, trainer.global_step)
+                    experiment.add_histogram(
+                        names.DRIFT_LAYER.format(name, buffer), values, trainer.global_step
+                    )

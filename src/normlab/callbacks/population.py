@@ -4,6 +4,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
+from normlab import metric_names as names
 from normlab.callbacks.board import layer_scalars, log_now
 from normlab.callbacks.norm_layers import (
     batch_statistics,
@@ -94,7 +95,7 @@ class PopulationStats(pl.Callback):
         self,
         every_n_epochs: int = 2,
         num_samples: int = 4096,
-        val_samples: int | None = 1024,
+        val_samples: int | None = None,
         apply_at_end: bool = False,
         apply_every_epoch: bool = False,
         seed: int = 0,
@@ -141,15 +142,15 @@ class PopulationStats(pl.Callback):
             mean_d[name], std_d[name] = std_units(
                 layer.running_mean, layer.running_var, mean, var, layer.eps
             )
-        metrics = layer_scalars(mean_d, "precise/{}/mean_distance", "precise/distance")
-        metrics.update({f"precise/{name}/std_distance": d for name, d in std_d.items()})
+        metrics = layer_scalars(mean_d, names.PRECISE_MEAN_LAYER, names.PRECISE_DISTANCE_PREFIX)
+        metrics.update({names.PRECISE_STD_LAYER.format(name): d for name, d in std_d.items()})
         val = cached_batches(dataset_of(trainer.val_dataloaders), self.batch_size, self.val_samples)
         if val:  # none when the validation set is smaller than one training batch (as TrainEvalGap)
             with trainer.precision_plugin.forward_context(), untouched(pl_module):
                 pl_module.eval()
                 install(pl_module, population)
                 accuracy = evaluate(pl_module, val, pl_module.device)[0]
-            metrics["precise/val_acc_population"] = accuracy
+            metrics[names.VAL_ACC_POPULATION] = accuracy
         self.summary = metrics
         log_now(trainer, metrics)
 

@@ -4,6 +4,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from normlab import metric_names as names
 from normlab.callbacks.board import layer_scalars, log_now
 from normlab.callbacks.norm_layers import (
     batch_statistics,
@@ -27,8 +28,9 @@ def evaluate(model: nn.Module, batches, device) -> tuple[float, float]:
 
 
 class TrainEvalGap(pl.Callback):
-    """At each validation (every `every_n_epochs`), on up to `max_samples` validation images in
-    batches of the training batch size, log
+    """At each validation (every `every_n_epochs`), on the validation images in full batches of
+    the training batch size (all of them but the last partial batch, fewer than one batch; or up
+    to `max_samples`), log
 
     - ``gap/val_acc_eval``, ``gap/val_loss_eval``: eval mode, running statistics;
     - ``gap/val_acc_train``, ``gap/val_loss_train``: running-stat layers in train mode, batch
@@ -46,7 +48,7 @@ class TrainEvalGap(pl.Callback):
     (synced BatchNorm included: a probe is one rank's).
     """
 
-    def __init__(self, every_n_epochs: int = 1, max_samples: int | None = 1024):
+    def __init__(self, every_n_epochs: int = 1, max_samples: int | None = None):
         self.every_n_epochs = every_n_epochs
         self.max_samples = max_samples
         self.batch_size: int | None = None
@@ -70,12 +72,12 @@ class TrainEvalGap(pl.Callback):
             with batch_statistics(pl_module):
                 acc_train, loss_train = evaluate(pl_module, batches, pl_module.device)
         metrics = {
-            "gap/val_acc_eval": acc_eval,
-            "gap/val_loss_eval": loss_eval,
-            "gap/val_acc_train": acc_train,
-            "gap/val_loss_train": loss_train,
-            "gap/acc": acc_train - acc_eval,
-            "gap/loss": loss_train - loss_eval,
+            names.GAP_VAL_ACC_EVAL: acc_eval,
+            names.GAP_VAL_LOSS_EVAL: loss_eval,
+            names.GAP_VAL_ACC_TRAIN: acc_train,
+            names.GAP_VAL_LOSS_TRAIN: loss_train,
+            names.GAP_ACC: acc_train - acc_eval,
+            names.GAP_LOSS: loss_train - loss_eval,
         }
         with trainer.precision_plugin.forward_context():
             x = batches[0][0].to(pl_module.device)
@@ -103,14 +105,12 @@ class TrainEvalGap(pl.Callback):
                 y_running = layer.eval()(inputs[name]).float()
             distance = (y_batch - y_running).norm() / y_running.norm().clamp_min(1e-12)
             distances[name] = distance.item()
-        return layer_scalars(
-            distances, "gap/{}/activation_distance", "gap/activation_distance", empty=0.0
-        )
+        return layer_scalars(distances, names.GAP_ACTIVATION_LAYER, names.GAP_ACTIVATION, empty=0.0)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         train_acc = trainer.callback_metrics.get("train/acc")
         val_acc = trainer.callback_metrics.get("val/acc")
         if train_acc is not None and val_acc is not None:
             gap = float(train_acc) - float(val_acc)
-            self.summary["gap/generalization"] = gap
-            log_now(trainer, {"gap/generalization": gap})
+            self.summary[names.GAP_GENERALIZATION] = gap
+            log_now(trainer, {names.GAP_GENERALIZATION: gap})

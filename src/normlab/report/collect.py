@@ -6,24 +6,15 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from normlab.metric_names import FINALS, json_key
+from normlab.norms.registry import effective_options
+
 # summary.csv's columns: the settings that tell runs apart, then the results.
 SETTINGS = ["dataset", "model", "norm", "batch_size", "virtual_batch_size", "num_groups",
             "group_size", "seed", "lr"]  # fmt: skip
-RESULTS = [
-    "val_error", "test_error", "val_acc", "test_acc", "best_val_acc",
-    "gap_acc", "gap_loss", "drift_to_batch", "drift_change", "precise_distance",
-    "val_acc_population", "fit_seconds",
-]  # fmt: skip
+FINAL_COLUMNS = [f.column for f in FINALS]
+RESULTS = ["val_error", "test_error", *FINAL_COLUMNS, "best_val_acc", "fit_seconds"]
 COLUMNS = ["run", "status", *SETTINGS, *RESULTS, "step", "error"]
-
-FROM_METRICS = {
-    "gap_acc": "gap_acc",
-    "gap_loss": "gap_loss",
-    "drift_to_batch": "stats_drift_mean_to_batch_mean",
-    "drift_change": "stats_drift_mean_change_mean",
-    "precise_distance": "precise_distance_mean",
-    "val_acc_population": "precise_val_acc_population",
-}
 
 
 def run_dirs(sweep: Path) -> list[Path]:
@@ -38,7 +29,8 @@ def error_percent(acc) -> float:
 def read_run(run_dir: Path, sweep: Path) -> dict:
     """One row. A run with no metrics.json yet is 'running' (or was killed before writing it)."""
     cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    norm = cfg.get("norm", {})
+    norm = OmegaConf.to_container(cfg.get("norm", {}), resolve=True)
+    norm = effective_options(norm.get("name"), norm) if norm.get("name") else norm
     row = {
         "run": str(run_dir.relative_to(sweep)) if run_dir != sweep else run_dir.name,
         "dataset": cfg.data.name,
@@ -50,15 +42,13 @@ def read_run(run_dir: Path, sweep: Path) -> dict:
         "group_size": norm.get("group_size") if norm.get("name") == "group" else None,
         "seed": cfg.get("seed"),
     }
-    if row["group_size"] is not None:
-        row["num_groups"] = None
     metrics_file = run_dir / "metrics.json"
     if not metrics_file.is_file():
         return {**row, "status": "running"}
     metrics = json.loads(metrics_file.read_text())
-    row.update({k: metrics.get(k) for k in ("status", "lr", "val_acc", "test_acc", "best_val_acc",
-                                             "fit_seconds", "step", "error")})  # fmt: skip
-    row.update({k: metrics.get(v) for k, v in FROM_METRICS.items()})
+    row.update({k: metrics.get(k) for k in ("status", "lr", "best_val_acc", "fit_seconds", "step",
+                                             "error")})  # fmt: skip
+    row.update({f.column: metrics.get(json_key(f.tag)) for f in FINALS})
     row["val_error"] = error_percent(row["val_acc"])
     row["test_error"] = error_percent(row["test_acc"])
     return row

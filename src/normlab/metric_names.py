@@ -1,0 +1,56 @@
+"""Every metric name in one place: the TensorBoard tags the module and the callbacks log, and
+the table of final values that metrics.json, the HPARAMS tab and the report all read."""
+
+from dataclasses import dataclass
+
+# Tags. Layer tags take the layer's name (e.g. stage2.conv1.norm); summaries over layers end in
+# _mean and _max (normlab.callbacks.board.layer_scalars).
+VAL_ACC, TEST_ACC = "val/acc", "test/acc"
+GAP_VAL_ACC_EVAL, GAP_VAL_ACC_TRAIN = "gap/val_acc_eval", "gap/val_acc_train"
+GAP_VAL_LOSS_EVAL, GAP_VAL_LOSS_TRAIN = "gap/val_loss_eval", "gap/val_loss_train"
+GAP_ACC, GAP_LOSS = "gap/acc", "gap/loss"  # train mode minus eval mode
+GAP_GENERALIZATION = "gap/generalization"  # train/acc - val/acc
+GAP_ACTIVATION_LAYER, GAP_ACTIVATION = "gap/{}/activation_distance", "gap/activation_distance"
+DRIFT_LAYER, DRIFT = "drift/{}/{}", "stats/drift_{}"  # (layer, measure), measure
+DRIFT_TO_BATCH = DRIFT.format("mean_to_batch") + "_mean"
+DRIFT_CHANGE = DRIFT.format("mean_change") + "_mean"
+PRECISE_MEAN_LAYER, PRECISE_STD_LAYER = "precise/{}/mean_distance", "precise/{}/std_distance"
+PRECISE_DISTANCE_PREFIX = "precise/distance"
+PRECISE_DISTANCE = PRECISE_DISTANCE_PREFIX + "_mean"
+VAL_ACC_POPULATION = "precise/val_acc_population"
+DIVERGED_AT_STEP = "diverged_at_step"
+EPOCHS, STEPS, TRAIN_IMAGES = "epochs", "steps", "train_images"
+
+
+def json_key(tag: str) -> str:
+    """metrics.json's key for a tag: val/acc -> val_acc."""
+    return tag.replace("/", "_")
+
+
+@dataclass(frozen=True)
+class Final:
+    """A run's final value: summary.csv column `column` and HPARAMS column hp/<column> (when
+    `hparam`), read from tag `tag` (metrics.json key json_key(tag)). `absent`: the documented
+    value an HPARAMS cell shows for a run without it (never NaN, which hides the run in the
+    parallel-coordinates view); None: the run always has it."""
+
+    column: str
+    tag: str
+    absent: float | None = None
+    hparam: bool = True
+
+
+FINALS = [
+    Final("val_acc", VAL_ACC),
+    Final("test_acc", TEST_ACC),
+    Final("gap_acc", GAP_ACC),
+    Final("gap_loss", GAP_LOSS),
+    Final("drift_to_batch", DRIFT_TO_BATCH, absent=0.0),  # no running statistics: no drift
+    Final("drift_change", DRIFT_CHANGE, absent=0.0),
+    Final("precise_distance", PRECISE_DISTANCE, absent=0.0),
+    Final("val_acc_population", VAL_ACC_POPULATION, hparam=False),
+    Final("diverged_at_step", DIVERGED_AT_STEP, absent=-1.0),  # -1: did not diverge
+    Final("epochs", EPOCHS),
+    Final("steps", STEPS),
+    Final("train_images", TRAIN_IMAGES),  # steps x SGD batch: how much training a run had
+]
