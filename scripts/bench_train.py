@@ -34,10 +34,11 @@ from torch.utils.data import DataLoader, TensorDataset
 from normlab.callbacks.divergence import StopOnDivergence
 from normlab.compile import compile_model
 from normlab.models import build_model
-from normlab.module import Classifier, LrSchedule
+from normlab.module import Classifier
 from normlab.norms import norm_factory
+from normlab.optim import LrSchedule, OptimSettings
 
-OPTIM = {"momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "warmup_epochs": 0}
+OPTIM = OptimSettings(warmup_epochs=0)
 WARMUP = 5
 
 
@@ -78,8 +79,13 @@ class Clock:
 def plain_loop(batch: int, steps: int, device: str) -> float:
     """torch.nn's BN, eager, no framework: the baseline a user would write."""
     model, loader = fresh_model(device, "torch"), make_loader(batch, steps)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1 * batch / 128, **{
-        k: OPTIM[k] for k in ("momentum", "nesterov", "weight_decay")})  # fmt: skip
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=0.1 * batch / 128,
+        momentum=OPTIM.momentum,
+        nesterov=OPTIM.nesterov,
+        weight_decay=OPTIM.weight_decay,
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LrSchedule(len(loader)))
     model.train()
     clock = Clock(len(loader))

@@ -1,9 +1,13 @@
-"""Run train.py as a user would, in a subprocess, on a tiny CIFAR-10 copy."""
+"""Run training on a tiny CIFAR-10 copy: in this process (run()), or as a user would, with
+train.py in a subprocess, where the exit code, the console or Hydra's launcher is under test."""
 
 import subprocess
 import sys
 from pathlib import Path
 
+from hydra import compose, initialize_config_dir
+
+from normlab.train import RunRecord, run
 from tests.data.tiny_cifar import write_tiny_cifar10
 
 REPO = Path(__file__).resolve().parents[1]
@@ -16,6 +20,14 @@ def train(*overrides, check=True) -> subprocess.CompletedProcess:
     if check and result.returncode != 0:
         raise AssertionError(f"train.py failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
+
+
+def train_here(*overrides, run_dir: Path) -> RunRecord:
+    """run() in this process with these overrides, into `run_dir`: train.py's work without an
+    interpreter start-up."""
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=list(overrides))
+    return run(cfg, run_dir=run_dir)
 
 
 def tiny_overrides(tmp_path: Path) -> list[str]:

@@ -6,21 +6,27 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from normlab.config import ConfigError, key_choices, learning_rate, run_name
+from normlab.config import ConfigError, Settings, run_name, settings
 from normlab.data import dataset_spec
 from normlab.norms import NORMS
-from normlab.train import build_module, trainer_options
+from normlab.optim import Schedule
+from normlab.train import build_module
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 
 
-def make(overrides=(), hydra=False):
+def compose_train(overrides=(), hydra=False):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("train", overrides=list(overrides), return_hydra_config=hydra)
+
+
+def make(overrides=()) -> Settings:
+    return settings(compose_train(overrides))
 
 
 def test_every_group_has_options():
@@ -31,9 +37,10 @@ def test_every_group_has_options():
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS)
 def test_option_composes_and_resolves(group, option):
-    cfg = make([f"{group}={option}"], hydra=True)
+    cfg = compose_train([f"{group}={option}"], hydra=True)
     OmegaConf.resolve(cfg)  # every interpolation, hydra's run and sweep dirs included
     assert "/runs/" in cfg.hydra.run.dir
+    assert isinstance(settings(cfg), Settings)
 
 
 def classifies(module, data: str, batch: int = 2) -> bool:
@@ -54,36 +61,43 @@ def test_default_norm_options_fit_every_model(norm, model, data):
 
 
 def test_commands_from_the_brief_compose():
-    cfg = make(["norm=group", "norm.num_groups=8", "data.batch_size=4", "model=resnet18"])
-    assert (cfg.norm.num_groups, cfg.data.batch_size, cfg.model.name) == (8, 4, "resnet18")
-    assert build_module(cfg).model.stem[1].num_groups == 8
+    s = make(["norm=group", "norm.num_groups=8", "data.batch_size=4", "model=resnet18"])
+    assert (s.norm.num_groups, s.data.batch_size, s.model.name) == (8, 4, "resnet18")
+    assert build_module(s).model.stem.norm.num_groups == 8
     assert make(["data.root=/some/copy"]).data.root == "/some/copy"
-    cfg = make(["experiment=example"])
-    assert (cfg.norm.name, cfg.model.name, cfg.data.name) == ("group", "cnn", "fashion_mnist")
+    s = make(["experiment=example"])
+    assert (s.norm_name, s.model.name, s.data.name) == ("group", "cnn", "fashion_mnist")
+
+
+def test_settings_are_typed():
+    s = make(["optim.schedule=step", "norm=layer", "norm.affine=channel", "data.batch_size=8"])
+    assert s.optim.schedule is Schedule.step and s.norm.affine.value == "channel"
+    assert s.data.batch_size == 8 and s.optim.milestones == [0.5, 0.75]
 
 
 def test_group_size_replaces_num_groups():
-    cfg = make(["norm=group", "norm.group_size=4", "model=resnet20"])
-    assert build_module(cfg).model.stem[1].num_groups == 4  # 16 channels / 4 per group
-    assert key_choices(cfg)["norm.num_groups"] is None
+    s = make(["norm=group", "norm.group_size=4", "model=resnet20"])
+    assert build_module(s).model.stem.norm.num_groups == 4  # 16 channels / 4 per group
+    assert s.key_choices()["norm.num_groups"] is None
 
 
 def test_linear_lr_scaling():
-    assert learning_rate(make(["data.batch_size=128"])) == pytest.approx(0.1)
-    assert learning_rate(make(["data.batch_size=2"])) == pytest.approx(0.1 * 2 / 128)
-    assert learning_rate(make(["data.batch_size=2", "optim.lr_scaling=none"])) == 0.1
+    assert make(["data.batch_size=128"]).learning_rate() == pytest.approx(0.1)
+    assert make(["data.batch_size=2"]).learning_rate() == pytest.approx(0.1 * 2 / 128)
+    assert make(["data.batch_size=2", "optim.lr_scaling=none"]).learning_rate() == 0.1
+    assert make(["data.batch_size=2"]).learning_rate(world_size=4) == pytest.approx(0.1 * 8 / 128)
 
 
 def test_precision_auto_is_32_bit_without_a_gpu(monkeypatch):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    assert trainer_options(make())["precision"] == "32-true"
+    assert make().trainer.lightning_options()["precision"] == "32-true"
     monkeypatch.setattr("torch.cuda.is_available", lambda: True)
-    assert trainer_options(make())["precision"] == "bf16-mixed"
-    assert trainer_options(make(["trainer=cpu"]))["precision"] == "32-true"
+    assert make().trainer.lightning_options()["precision"] == "bf16-mixed"
+    assert make(["trainer=cpu"]).trainer.lightning_options()["precision"] == "32-true"
 
 
 def test_run_dir_is_named_by_overrides_norm_first_then_batch():
-    cfg = make(["norm=group", "data.batch_size=8"], hydra=True)
+    cfg = compose_train(["norm=group", "data.batch_size=8"], hydra=True)
     cfg.hydra.job.override_dirname = "data.batch_size=8,norm=group"  # what Hydra sets at launch
     assert cfg.hydra.run.dir.endswith("/runs/norm=group,data.batch_size=8")
     assert cfg.hydra.sweep.subdir == "norm=group,data.batch_size=8"
@@ -104,43 +118,86 @@ def test_a_long_run_name_is_cut_with_a_hash_and_stays_unique():
     assert listed == "norm=layer,optim.milestones=[0.3,0.6]"
 
 
+def test_sweep_runs_are_named_by_what_the_sweep_varies(tmp_path):
+    """The issue's 4-run sweep: constant overrides stay in .hydra/ and metrics.json, not in the
+    name; the sweep's own and its experiment's varied keys name the run."""
+    task = ["data=fashion_mnist", "model=cnn", "norm=batch,group", "data.batch_size=2,128",
+            "seed=1", "trainer.deterministic=true", "callbacks.drift.every_n_steps=10"]  # fmt: skip
+    multirun = {
+        "hydra": {"overrides": {"task": task}, "sweeper": {"params": {"optim.gamma": "0.1,0.2"}}}
+    }
+    OmegaConf.save(OmegaConf.create(multirun), tmp_path / "multirun.yaml")
+    job = ("callbacks.drift.every_n_steps=10,data.batch_size=128,data=fashion_mnist,model=cnn,"
+           "norm=group,optim.gamma=0.2,seed=1,trainer.deterministic=true")  # fmt: skip
+    assert run_name(job, str(tmp_path)) == "norm=group,data.batch_size=128,optim.gamma=0.2"
+    assert run_name(job, str(tmp_path / "not_a_sweep")).startswith(
+        "norm=group,data.batch_size=128,"
+    )
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["norm.eps=0"], "norm.eps=0 must be > 0"),
-        (["norm.momentum=1.5"], "norm.momentum=1.5 must be in [0, 1]"),
-        (["norm=instance", "norm.momentum=-0.1"], "norm.momentum=-0.1 must be in [0, 1]"),
-        (["data.batch_size=0"], "data.batch_size=0 must be a positive integer"),
-        (["data.batch_size=1"], "data.batch_size=1 with norm=batch: batch statistics need"),
-        (["trainer.max_epochs=0"], "trainer.max_epochs=0 must be a positive integer"),
-        (["seed=-1"], "seed=-1 must be an integer in [0, 2**32 - 1]"),
-        (["compile=yes"], "compile='yes'; allowed: auto, true, false"),
-        (["data.batch_size=abc"], "data.batch_size=abc must be a positive integer"),
-        (["optim.schedule=cosin"], "optim.schedule='cosin'; allowed: cosine, step, constant"),
-        (["optim.base_lr=-1"], "optim.base_lr=-1; allowed: a number >= 0"),
-        (["optim.lr_scaling=sqrt"], "optim.lr_scaling='sqrt'; allowed: linear, none"),
+        (["norm.eps=0"], "norm.eps=0.0; allowed: a number > 0"),
+        (["norm.momentum=1.5"], "norm.momentum=1.5; allowed: a number in [0, 1], or null"),
+        (["norm=instance", "norm.momentum=-0.1"], "norm.momentum=-0.1; allowed: a number in"),
+        (["data.batch_size=0"], "data.batch_size=0; allowed: an integer >= 1"),
+        (["data.batch_size=1"], "data.batch_size=1 with norm=batch; allowed: an integer >= 2 "
+                                "(batch statistics need 2 samples), or a norm without batch "
+                                "dependence: frn, group, instance, layer, none"),
+        (["trainer.max_epochs=0"], "trainer.max_epochs=0; allowed: an integer >= 1, or -1"),
+        (["seed=-1"], "seed=-1; allowed: an integer in [0, 2**32 - 1]"),
+        (["compile=yes"], "compile=yes; allowed: auto, true, false"),
+        (["compile=1"], "compile=1; allowed: auto, true, false"),
+        (["optim.base_lr=-1"], "optim.base_lr=-1.0; allowed: a number >= 0"),
         (["optim.milestones=[0.8,0.4]", "optim.schedule=step"],
          "optim.milestones=[0.8, 0.4]; allowed: increasing fractions of training in (0, 1)"),
         (["model=cnn", "model.width=0"], "model.width=0; allowed: an integer >= 1"),
-        (["data.val_size=70000"], "data.val_size=70000 must be an integer between 1 and 49999 "
+        (["data.val_size=70000"], "data.val_size=70000; allowed: an integer from 1 to 49999 "
                                   "(cifar10 has 50000 training images)"),
         (["norm=ghost_batch", "norm.virtual_batch_size=3", "data.batch_size=8"],
-         "norm.virtual_batch_size=3 with data.batch_size=8: the virtual batch must be >= 2 and "
-         "divide the batch; valid: [2, 4, 8]"),
-        (["norm=batch_renorm", "norm.r_max=0.5"],
-         "layer stem.1 (16 channels): r_max=0.5 must be >= 1 and d_max=5.0 >= 0"),
+         "norm.virtual_batch_size=3 with data.batch_size=8; allowed: a divisor >= 2 of the "
+         "batch: [2, 4, 8]"),
+        (["norm=batch_renorm", "norm.r_max=0.5"], "norm.r_max=0.5; allowed: a number >= 1"),
         (["norm=batch_renorm", "data.batch_size=1"], "data.batch_size=1 with norm=batch_renorm"),
-        (["compile=1"], "compile=1; allowed: auto, true, false"),
+        (["norm=group", "trainer.sync_batchnorm=true"],
+         "trainer.sync_batchnorm=true with norm=group; allowed: false, or a norm with batch "
+         "statistics to synchronize across devices: batch, batch_renorm"),
         (["norm=group", "norm.num_groups=32", "model=cnn", "model.width=24"],
-         "layer features.1 (24 channels): group norm on 24 channels: num_groups=32 does not "
-         "divide 24; valid num_groups: [1, 2, 3, 4, 6, 8, 12, 24]"),
-        (["norm=group", "norm.group_size=3"], "layer stem.1 (16 channels): group norm on 16"),
+         "layer stage1.conv1.norm (24 channels): group norm on 24 channels: num_groups=32 does "
+         "not divide 24; valid num_groups: [1, 2, 3, 4, 6, 8, 12, 24]"),
+        (["norm=group", "norm.group_size=3"],
+         "layer stem.norm (16 channels): group norm on 16"),
     ],
 )  # fmt: skip
-def test_bad_configs_are_refused_with_one_line(overrides, message):
+def test_bad_values_are_refused_in_one_line_naming_key_value_and_what_is_allowed(
+    overrides, message
+):
     with pytest.raises(ConfigError) as info:
         build_module(make(overrides))
     assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "allowed"),
+    [
+        (["data.batch_size=abc"], "data.batch_size", "could not be converted to Integer"),
+        (["optim.schedule=cosin"], "optim.schedule", "expected one of [cosine, step, constant]"),
+        (["optim.lr_scaling=sqrt"], "optim.lr_scaling", "expected one of [linear, none]"),
+        (["norm=layer", "norm.affine=chan"], "norm.affine",
+         "expected one of [elementwise, channel, none]"),
+        (["norm.num_groups=4"], "norm.num_groups", "Could not override"),  # BN has no groups
+        (["model=cnn", "model.zero_init_residual=true"], "model.zero_init_residual",
+         "Could not override"),
+        (["trainer.max_epoch=3"], "trainer.max_epoch", "Could not override"),
+    ],
+)  # fmt: skip
+def test_hydra_refuses_wrong_types_unknown_choices_and_keys(overrides, key, allowed):
+    """The schemas make Hydra itself refuse these while composing, naming the key."""
+    with pytest.raises(ConfigCompositionException) as info:
+        compose_train(overrides)
+    text = f"{info.value} {info.value.__cause__}"
+    assert key in text and allowed in text
 
 
 def test_batch_size_1_is_fine_without_batch_statistics():

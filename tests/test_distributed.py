@@ -6,7 +6,7 @@ import json
 import pytest
 from hydra import compose, initialize_config_dir
 
-from normlab.config import ConfigError
+from normlab.config import ConfigError, settings
 from normlab.distributed import batch_sizes
 from normlab.train import build_module
 from tests.data.tiny_cifar import write_tiny_cifar10
@@ -15,14 +15,14 @@ from tests.runs import REPO, train
 
 def make(overrides):
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose("train", overrides=overrides)
+        return settings(compose("train", overrides=overrides))
 
 
 @pytest.mark.slow
 def test_a_two_process_run_finishes_and_records_what_it_ran(tmp_path):
     root = write_tiny_cifar10(tmp_path / "data", per_batch=20, test=30)
     run_dir = tmp_path / "run"
-    result = train("trainer=cpu", "+trainer.strategy=ddp", "trainer.devices=2", "model=cnn",
+    result = train("trainer=cpu", "trainer.strategy=ddp", "trainer.devices=2", "model=cnn",
                    "norm=batch", "norm.sync=true", "data.batch_size=4", "data.val_size=20",
                    f"data.root={root}", "data.verify_checksums=false", "trainer.max_epochs=1",
                    "trainer.enable_progress_bar=false", "callbacks.drift.every_n_steps=2",
@@ -56,6 +56,6 @@ def test_trainer_sync_batchnorm_syncs_normlab_bn_or_is_refused_in_one_line():
     with pytest.raises(ConfigError) as error:
         build_module(make(["norm=group", "trainer.sync_batchnorm=true"]))
     assert str(error.value) == (
-        "trainer.sync_batchnorm=true with norm=group: only batch, batch_renorm have batch "
-        "statistics to synchronize across devices"
+        "trainer.sync_batchnorm=true with norm=group; allowed: false, or a norm with batch "
+        "statistics to synchronize across devices: batch, batch_renorm"
     )

@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from normlab.config import settings
 from normlab.data import dataset_spec
 from normlab.train import build_module
 from tests.runs import REPO, tiny_overrides, train
@@ -51,8 +52,8 @@ def test_sweep_size(name):
 def test_every_job_builds(name, variant):
     extra = EXPERIMENTS[name][1] if variant == "cpu" else []
     for job in jobs(name, extra):
-        cfg = make([f"experiment={name}", *extra, *job])
-        module, spec = build_module(cfg), dataset_spec(cfg.data.name)
+        s = settings(make([f"experiment={name}", *extra, *job]))
+        module, spec = build_module(s), dataset_spec(s.data.name)
         x = torch.randn(2, spec.in_channels, spec.image_size, spec.image_size)
         with torch.no_grad():
             assert module(x).shape == (2, spec.num_classes), job

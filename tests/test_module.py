@@ -6,6 +6,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from normlab.module import Classifier
+from normlab.optim import OptimSettings
 
 
 def test_epoch_accuracies_are_micro_averages_over_unequal_batches(tmp_path):
@@ -17,7 +18,7 @@ def test_epoch_accuracies_are_micro_averages_over_unequal_batches(tmp_path):
         expected = (model(data.tensors[0]).argmax(1) == data.tensors[1]).float().mean().item()
     per_batch = [(model(x).argmax(1) == y).float().mean().item() for x, y in loader]
     assert expected != sum(per_batch) / len(per_batch)  # so the weighting is tested
-    module = Classifier(model, 3, lr=0.0, optim={"weight_decay": 0.0})
+    module = Classifier(model, 3, lr=0.0, optim=OptimSettings(weight_decay=0.0))
     trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
     trainer.fit(module, train_dataloaders=loader, val_dataloaders=loader)

@@ -106,7 +106,7 @@ def assert_same_end(resumed: dict, uninterrupted: dict) -> None:
     assert resumed["metrics"]["status"] == "finished"
     assert resumed["metrics"] == uninterrupted["metrics"]  # val, test, gap, drift, precise
     assert resumed["global_step"] == uninterrupted["global_step"] == EPOCHS * STEPS
-    assert resumed["state_dict"]["model.features.1.num_batches_tracked"] == EPOCHS * STEPS
+    assert resumed["state_dict"]["model.stage1.conv1.norm.num_batches_tracked"] == EPOCHS * STEPS
     assert_same_tensors(resumed["state_dict"], uninterrupted["state_dict"])  # running stats too
     momentum = [{k: s["momentum_buffer"] for k, s in c["optimizer_states"][0]["state"].items()}
                 for c in (resumed, uninterrupted)]  # fmt: skip

@@ -1,4 +1,5 @@
-"""End to end: `python train.py` in a subprocess, on a tiny CIFAR-10 copy and on Fashion-MNIST."""
+"""End to end, on a tiny CIFAR-10 copy and on Fashion-MNIST: `python train.py` in a subprocess
+where the console, the exit code or Hydra is under test, run() in this process elsewhere."""
 
 import json
 from pathlib import Path
@@ -9,7 +10,7 @@ from tensorboard.backend.event_processing.event_multiplexer import EventMultiple
 
 from normlab.config import run_name
 from tests.data.available import needs_fashion_mnist
-from tests.runs import tiny_overrides, train
+from tests.runs import tiny_overrides, train, train_here
 
 pytestmark = pytest.mark.slow
 
@@ -64,11 +65,11 @@ def test_multirun_2x2_gives_4_runs_side_by_side(tmp_path):
           f"hydra.sweep.dir={sweep}")  # fmt: skip
     names = {p.name for p in sweep.iterdir() if p.is_dir()}
     assert len(names) == 4
-    for name in names:  # named by its overrides: norm first, then the batch size
+    for name in names:  # named by the overrides the sweep varies: norm first, then the batch
         metrics = json.loads((sweep / name / "metrics.json").read_text())
         assert metrics["status"] == "finished"
-        assert name.startswith(f"norm={metrics['norm']},data.batch_size={metrics['batch_size']},")
-        assert len(name) <= 80
+        assert name == f"norm={metrics['norm']},data.batch_size={metrics['batch_size']}"
+        assert "model=cnn" in metrics["overrides"]  # the constant ones are recorded there
     runs = tensorboard_runs(sweep)
     assert set(runs) == names
     assert all("val/acc" in tags for tags in runs.values())
@@ -88,7 +89,7 @@ def test_bad_group_count_is_one_clear_line(tmp_path):
     result = train("norm=group", "norm.num_groups=5", f"paths.root={tmp_path}", check=False)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: layer stem.1 (16 channels): group norm on 16 channels: num_groups=5 does not "
+        "error: layer stem.norm (16 channels): group norm on 16 channels: num_groups=5 does not "
         "divide 16; valid num_groups: [1, 2, 4, 8, 16]"
     ]
 
@@ -96,20 +97,24 @@ def test_bad_group_count_is_one_clear_line(tmp_path):
 @needs_fashion_mnist
 def test_fashion_mnist_smoke_run(tmp_path):
     run_dir = tmp_path / "run"
-    train("data=fashion_mnist", "trainer=debug", "model=resnet20", "norm=batch",
-          f"data.root={tmp_path / 'data'}", "data.num_workers=0", "data.batch_size=16",
-          f"hydra.run.dir={run_dir}")  # fmt: skip
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = train_here("data=fashion_mnist", "trainer=debug", "model=resnet20", "norm=batch",
+                         f"data.root={tmp_path / 'data'}", "data.batch_size=16",
+                         run_dir=run_dir).metrics  # fmt: skip
     assert metrics["status"] == "finished" and metrics["dataset"] == "fashion_mnist"
+    assert json.loads((run_dir / "metrics.json").read_text()) == metrics
 
 
 def test_divergence_stops_the_run_and_is_recorded(tmp_path):
     """Small-batch BN with an lr far too high: the loss goes NaN, the run ends cleanly."""
     run_dir = tmp_path / "run"
-    result = train(*tiny_overrides(tmp_path), "norm=batch", "data.batch_size=2",
-                   "optim.base_lr=1e9", "trainer.limit_train_batches=20",
-                   f"hydra.run.dir={run_dir}")  # fmt: skip
-    assert result.returncode == 0
+    train_here(
+        *tiny_overrides(tmp_path),
+        "norm=batch",
+        "data.batch_size=2",
+        "optim.base_lr=1e9",
+        "trainer.limit_train_batches=20",
+        run_dir=run_dir,
+    )  # no exception
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "diverged" and 0 <= metrics["step"] < 20
     assert metrics["diverged_at_step"] == metrics["step"]
@@ -117,14 +122,15 @@ def test_divergence_stops_the_run_and_is_recorded(tmp_path):
     assert "hp/diverged_at_step" in scalars
 
 
-def test_a_finished_run_is_not_trained_again(tmp_path):
+def test_a_finished_run_is_not_trained_again(tmp_path, caplog):
     run_dir = tmp_path / "run"
-    args = [*tiny_overrides(tmp_path), "norm=group", f"hydra.run.dir={run_dir}"]
-    train(*args)
+    args = [*tiny_overrides(tmp_path), "norm=group"]
+    first = train_here(*args, run_dir=run_dir)
     before = (run_dir / "metrics.json").read_text()
     checkpoint = (run_dir / "checkpoints" / "best.ckpt").stat().st_mtime_ns
-    result = train(*args)
-    assert "already finished" in result.stdout + result.stderr
+    with caplog.at_level("INFO", logger="normlab.train"):
+        again = train_here(*args, run_dir=run_dir)
+    assert "already finished" in caplog.text and again.metrics == first.metrics
     assert (run_dir / "metrics.json").read_text() == before
     assert (run_dir / "checkpoints" / "best.ckpt").stat().st_mtime_ns == checkpoint
 
@@ -132,8 +138,8 @@ def test_a_finished_run_is_not_trained_again(tmp_path):
 def test_last_checkpoint_is_written_at_every_validation_even_without_a_new_best(tmp_path):
     # lr 0 and GroupNorm: nothing changes, so validation accuracy never beats epoch 0's.
     run_dir = tmp_path / "run"
-    train(*tiny_overrides(tmp_path), "norm=group", "data.batch_size=8", "optim.base_lr=0",
-          "trainer.max_epochs=3", f"hydra.run.dir={run_dir}")  # fmt: skip
+    train_here(*tiny_overrides(tmp_path), "norm=group", "data.batch_size=8", "optim.base_lr=0",
+               "trainer.max_epochs=3", run_dir=run_dir)  # fmt: skip
     best, last = (torch.load(run_dir / "checkpoints" / f"{name}.ckpt", weights_only=False)
                   for name in ("best", "last"))  # fmt: skip
     assert best["global_step"] == 4
@@ -145,11 +151,11 @@ def test_precise_bn_recalibration_every_epoch_validates_with_population_statisti
     ones, so validation accuracy is the population-statistics accuracy and the EMA-vs-population
     distance measured at that validation is 0."""
     run_dir = tmp_path / "run"
-    train(*tiny_overrides(tmp_path), "norm=batch", "data.batch_size=4",
-          "trainer.max_epochs=2", "trainer.limit_val_batches=null",
-          "callbacks.population.every_n_epochs=1",
-          "callbacks.population.apply_every_epoch=true", f"hydra.run.dir={run_dir}")  # fmt: skip
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = train_here(*tiny_overrides(tmp_path), "norm=batch", "data.batch_size=4",
+                         "trainer.max_epochs=2", "trainer.limit_val_batches=null",
+                         "callbacks.population.every_n_epochs=1",
+                         "callbacks.population.apply_every_epoch=true",
+                         run_dir=run_dir).metrics  # fmt: skip
     assert metrics["status"] == "finished"
     assert metrics["precise_distance_max"] == 0.0
     population = metrics["precise_val_acc_population"]
@@ -166,12 +172,39 @@ def test_small_batch_remedies_train_under_every_statistics_callback(norm, tmp_pa
     """Each remedy trains to the end with the default callbacks; those with running statistics
     (renorm, ghost BN) are seen by the drift, gap and PreciseBN probes."""
     run_dir = tmp_path / "run"
-    train(*tiny_overrides(tmp_path), *norm, "data.batch_size=8",
-          "callbacks.drift.every_n_steps=2", f"hydra.run.dir={run_dir}")  # fmt: skip
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = train_here(*tiny_overrides(tmp_path), *norm, "data.batch_size=8",
+                         "callbacks.drift.every_n_steps=2", run_dir=run_dir).metrics  # fmt: skip
     assert metrics["status"] == "finished"
     has_running_stats = norm[0] in ("norm=batch_renorm", "norm=ghost_batch")
     for key in ("stats_drift_mean_to_batch_mean", "precise_distance_max"):
         assert (key in metrics) == has_running_stats, key
     # batch vs running statistics: apart for renorm and ghost BN, exactly 0 for the others
     assert (metrics["gap_activation_distance_max"] > 0) == has_running_stats
+
+
+BAD_VALUES = [  # the issue's table: (override, exit code, what the message must name)
+    ("data.batch_size=abc", 1, "data.batch_size"),  # Hydra's own type check
+    ("optim.schedule=cosin", 1, "expected one of [cosine, step, constant]"),  # Hydra's enum
+    ("optim.base_lr=-1", 2, "error: optim.base_lr=-1.0; allowed: a number >= 0"),
+    ("model.width=0", 2, "error: model.width=0; allowed: an integer >= 1"),
+    ("data.val_size=70000", 2, "error: data.val_size=70000; allowed: an integer from 1 to 59999"),
+]
+
+
+@pytest.mark.parametrize(("override", "code", "message"), BAD_VALUES)
+def test_bad_values_through_train_py_end_in_one_message_and_a_failed_record(
+    override, code, message, tmp_path
+):
+    """Refused before data is read (data.root is empty): normlab's refusals are one line and
+    exit 2 and leave metrics.json 'failed'; Hydra's composition errors keep Hydra's exit code
+    and name the key. No traceback either way."""
+    result = train("data=fashion_mnist", "model=cnn", f"data.root={tmp_path / 'none'}",
+                   "data.download=false", f"paths.root={tmp_path}", override,
+                   check=False)  # fmt: skip
+    assert result.returncode == code and "Traceback" not in result.stderr, result.stderr
+    assert message in result.stderr
+    if code == 2:
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith(message)
+        (record,) = (tmp_path / "runs").glob("*/metrics.json")
+        assert json.loads(record.read_text())["status"] == "failed"

@@ -1,32 +1,68 @@
-"""From the Hydra config to what normlab's builders take; the run-name resolver."""
+"""The typed config: every group's schema, registered with Hydra's ConfigStore, and
+settings(cfg), which turns the composed config, once, into the validated Settings that the rest
+of normlab reads. Also the run-name and parallel-jobs resolvers."""
 
+import dataclasses
 import hashlib
 import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+import torch
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
-
-class ConfigError(ValueError):
-    """A config that cannot run; the message names the key, the value and what is allowed."""
-
+from normlab.callbacks.settings import CallbacksSettings
+from normlab.data.datamodule import DataSettings
+from normlab.errors import ConfigError, require
+from normlab.models import CnnSettings, ResNetSettings
+from normlab.norms import registry as norm_registry
+from normlab.optim import OptimSettings
 
 MAX_RUN_NAME = 80  # characters: what TensorBoard's sidebar and legends show whole
 
 
 def run_name_order(item: str) -> tuple[int, str]:
     """norm (and its options) first, then the batch size, then the rest in Hydra's order."""
-    key = item.split("=", 1)[0].lstrip("+~")
+    key = override_key(item)
     if key == "norm" or key.startswith("norm."):
         return (0 if key == "norm" else 1), key
     return (2 if key == "data.batch_size" else 3), ""
 
 
-def run_name(override_dirname: str, max_length: int = MAX_RUN_NAME) -> str:
+def override_key(item: str) -> str:
+    return item.split("=", 1)[0].lstrip("+~")
+
+
+def swept_keys(sweep_dir: str | None) -> set[str] | None:
+    """The keys a sweep varies (comma lists, ranges, choice() in its command line or in its
+    sweeper's params), read from the multirun.yaml Hydra writes into the sweep folder before it
+    launches a job; None outside a sweep."""
+    path = Path(sweep_dir) / "multirun.yaml" if sweep_dir else None
+    if path is None or not path.is_file():
+        return None
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    master = OmegaConf.load(path).hydra
+    params = master.sweeper.get("params") or {}
+    texts = [*master.overrides.task, *(f"{k}={v}" for k, v in params.items())]
+    parsed = OverridesParser.create().parse_overrides(texts)
+    return {o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()}
+
+
+def run_name(
+    override_dirname: str, sweep_dir: str | None = None, max_length: int = MAX_RUN_NAME
+) -> str:
     """A run is named by its overrides, norm first, then the batch size, then the rest
-    (norm=group,data.batch_size=8,seed=1); plain runs: 'defaults'. Past `max_length`
-    characters the name is cut at an override boundary and ends in a hash of the whole, so it
-    stays unique; the full overrides are in the run's .hydra/overrides.yaml and metrics.json."""
+    (norm=group,data.batch_size=8,seed=1); in a sweep (`sweep_dir`), by the overrides the sweep
+    varies only; plain runs: 'defaults'. Past `max_length` characters the name is cut at an
+    override boundary and ends in a hash of the whole, so it stays unique; the full overrides
+    are in the run's .hydra/overrides.yaml and metrics.json."""
     items = re.split(r",(?=[^,=]+=)", override_dirname) if override_dirname else []
+    varied = swept_keys(sweep_dir)
+    if varied:
+        items = [item for item in items if override_key(item) in varied]
     name = ",".join(sorted(items, key=run_name_order)) or "defaults"
     if len(name) <= max_length:
         return name
@@ -60,97 +96,157 @@ def parallel_jobs() -> int:
 OmegaConf.register_new_resolver("parallel_jobs", parallel_jobs, replace=True)
 
 
-def plain(node) -> dict:
-    return (
-        OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
-    )
+@dataclass
+class TrainerSettings:
+    """pytorch_lightning.Trainer arguments (Hydra group `trainer`), passed as they are, but
+    precision `auto` (bf16-mixed on a GPU, 32-true on the CPU) and sync_batchnorm (normlab's:
+    normlab.distributed)."""
+
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    strategy: Any = "auto"
+    num_nodes: int = 1
+    precision: Any = "auto"
+    max_epochs: int | None = 30
+    max_steps: int = -1
+    deterministic: Any = False
+    benchmark: bool | None = None
+    log_every_n_steps: int = 50
+    num_sanity_val_steps: int = 2
+    enable_progress_bar: bool = True
+    enable_model_summary: bool = False
+    limit_train_batches: Any = None  # int: batches, float: fraction (Lightning's rule)
+    limit_val_batches: Any = None
+    limit_test_batches: Any = None
+    check_val_every_n_epoch: int | None = 1
+    gradient_clip_val: float | None = None
+    sync_batchnorm: bool = False
+
+    def __post_init__(self):
+        epochs = self.max_epochs
+        require(epochs is None or epochs == -1 or epochs >= 1, "trainer.max_epochs", epochs,
+                "an integer >= 1, or -1 (no limit)")  # fmt: skip
+
+    def lightning_options(self) -> dict:
+        options = dataclasses.asdict(self)
+        del options["sync_batchnorm"]
+        if options["precision"] == "auto":
+            gpu = torch.cuda.is_available() and self.accelerator in ("auto", "gpu", "cuda")
+            options["precision"] = "bf16-mixed" if gpu else "32-true"
+        return options
 
 
-def norm_options(cfg: DictConfig) -> tuple[str, dict]:
-    """(name, options) for normlab.norms.norm_factory; group_size, when set, replaces num_groups."""
-    options = plain(cfg.norm)
-    name = options.pop("name")
-    if name == "group" and options.get("group_size") is not None:
-        options["num_groups"] = None
-    return name, options
+@dataclass
+class LoggerSettings:
+    """TensorBoardLogger arguments (Hydra group `logger`)."""
+
+    default_hp_metric: bool = False
+    log_graph: bool = False
 
 
-def model_options(cfg: DictConfig) -> tuple[str, dict]:
-    """(name, options) for normlab.models.build_model; keys the model does not take are dropped."""
-    options = plain(cfg.model)
-    name = options.pop("name")
-    options.pop("num_groups_default", None)
-    return name, options
+@dataclass
+class PathsSettings:
+    root: str = "outputs"  # runs/ and multirun/ land here
+    data: str = "data"  # where datasets are looked for and downloaded
 
 
-def learning_rate(cfg: DictConfig, world_size: int = 1) -> float:
-    """base_lr, scaled linearly with the SGD batch (data.batch_size on each of `world_size`
-    devices) when optim.lr_scaling=linear (GN paper)."""
-    o = cfg.optim
-    if o.lr_scaling == "linear":
-        return o.base_lr * cfg.data.batch_size * world_size / o.base_batch_size
-    if o.lr_scaling == "none":
-        return o.base_lr
-    raise ConfigError(f"optim.lr_scaling={o.lr_scaling!r}; allowed: linear, none")
+@dataclass
+class Settings:
+    """One run's settings, typed and checked (Hydra's primary config `train`)."""
 
+    norm: Any = MISSING  # the norm's own schema: normlab.norms.registry.schema(name)
+    model: Any = MISSING  # CnnSettings or ResNetSettings
+    data: DataSettings = field(default_factory=DataSettings)
+    trainer: TrainerSettings = field(default_factory=TrainerSettings)
+    optim: OptimSettings = field(default_factory=OptimSettings)
+    callbacks: CallbacksSettings = field(default_factory=CallbacksSettings)
+    logger: LoggerSettings = field(default_factory=LoggerSettings)
+    paths: PathsSettings = field(default_factory=PathsSettings)
+    seed: int = 0
+    ckpt_path: str | None = None  # resume from this checkpoint
+    compile: Any = "auto"  # auto | true | false
 
-BATCH_DEPENDENT = {"batch", "batch_renorm"}  # norms whose training statistics come from the batch
+    def __post_init__(self):
+        require(self.compile == "auto" or isinstance(self.compile, bool), "compile",
+                self.compile, "auto, true, false")  # fmt: skip
+        require(0 <= self.seed < 2**32, "seed", self.seed, "an integer in [0, 2**32 - 1]")
+        if isinstance(self.norm, dict | DictConfig):  # settings built by hand, not by Hydra
+            self.norm = norm_schema_instance(dict(self.norm))
+        norm_registry.check_batch(self.norm_name, self.norm_options, self.data.batch_size)
+        from normlab.distributed import check_sync_batchnorm
 
+        check_sync_batchnorm(self)
 
-def validate(cfg: DictConfig) -> None:
-    """Refuse a config that cannot train, before any data is read: one ConfigError, one line."""
-    name, options = norm_options(cfg)
-    if "eps" in options and not options["eps"] > 0:
-        raise ConfigError(f"norm.eps={options['eps']} must be > 0")
-    momentum = options.get("momentum")
-    if momentum is not None and not 0 <= momentum <= 1:
-        raise ConfigError(
-            f"norm.momentum={momentum} must be in [0, 1] (or null for a cumulative average)"
+    @property
+    def norm_name(self) -> str:
+        return self.norm.name
+
+    @property
+    def norm_options(self) -> dict:
+        """The options norm_factory(norm_name, ...) takes (a group_size replaces num_groups)."""
+        options = dataclasses.asdict(self.norm)
+        del options["name"]
+        return norm_registry.effective_options(self.norm.name, options)
+
+    def learning_rate(self, world_size: int = 1) -> float:
+        """optim's lr for the SGD batch: data.batch_size on each of `world_size` devices."""
+        return self.optim.learning_rate(self.data.batch_size * world_size)
+
+    def key_choices(self, world_size: int = 1) -> dict:
+        """The settings that tell runs apart, flat, for metrics.json and the HPARAMS record;
+        with the batches a run on `world_size` devices computes."""
+        from normlab.distributed import batch_sizes
+
+        choices = {"norm": self.norm_name}
+        choices.update({f"norm.{k}": plain_value(v) for k, v in self.norm_options.items()})
+        choices.update(
+            {
+                "model": self.model.name,
+                "dataset": self.data.name,
+                "batch_size": self.data.batch_size,
+                **batch_sizes(self, world_size),
+                "lr": self.learning_rate(world_size),
+                "seed": self.seed,
+            }
         )
-    batch = cfg.data.batch_size
-    if not isinstance(batch, int) or batch < 1:
-        raise ConfigError(f"data.batch_size={batch} must be a positive integer")
-    if batch < 2 and name in BATCH_DEPENDENT:
-        raise ConfigError(
-            f"data.batch_size={batch} with norm={name}: batch statistics need at least 2 "
-            "samples per batch; use data.batch_size>=2 or a norm without batch dependence "
-            "(group, layer, instance)"
-        )
-    setting = cfg.get("compile", "auto")
-    if not (setting == "auto" or isinstance(setting, bool)):
-        raise ConfigError(f"compile={cfg.compile!r}; allowed: auto, true, false")
-    if name == "ghost_batch":
-        virtual = options.get("virtual_batch_size")
-        divisors = [d for d in range(2, batch + 1) if batch % d == 0]
-        if not isinstance(virtual, int) or virtual not in divisors:
-            raise ConfigError(
-                f"norm.virtual_batch_size={virtual} with data.batch_size={batch}: the virtual "
-                f"batch must be >= 2 and divide the batch; valid: {divisors}"
-            )
-    seed = cfg.get("seed")
-    if not (isinstance(seed, int) and 0 <= seed < 2**32):
-        raise ConfigError(f"seed={seed} must be an integer in [0, 2**32 - 1]")
-    epochs = cfg.trainer.get("max_epochs")
-    if epochs is not None and epochs != -1 and not (isinstance(epochs, int) and epochs >= 1):
-        raise ConfigError(f"trainer.max_epochs={epochs} must be a positive integer (or -1)")
+        return choices
 
 
-def key_choices(cfg: DictConfig, world_size: int = 1) -> dict:
-    """The settings that tell runs apart, flat, for metrics.json and the logger's hparams; with
-    the batches a run on `world_size` devices computes (normlab.distributed.batch_sizes)."""
-    from normlab.distributed import batch_sizes
+def plain_value(value):
+    """An Enum as its value (for JSON and TensorBoard); anything else as it is."""
+    return getattr(value, "value", value)
 
-    name, options = norm_options(cfg)
-    choices = {"norm": name}
-    choices.update({f"norm.{k}": v for k, v in options.items()})
-    choices.update(
-        {
-            "model": cfg.model.name,
-            "dataset": cfg.data.name,
-            "batch_size": cfg.data.batch_size,
-            **batch_sizes(cfg, world_size),
-            "lr": learning_rate(cfg, world_size),
-            "seed": cfg.seed,
-        }
-    )
-    return choices
+
+def norm_schema_instance(options: dict):
+    name = options.get("name")
+    require(name in norm_registry.NORMS, "norm.name", name, ", ".join(sorted(norm_registry.NORMS)))
+    return OmegaConf.to_object(OmegaConf.merge(norm_registry.schema(name), options))
+
+
+def settings(cfg: DictConfig) -> Settings:
+    """The composed config as validated Settings: ConfigError (one line) for a value normlab
+    refuses. Hydra itself has already refused wrong types and unknown keys or choices."""
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.pop("hydra", None)
+    try:
+        typed = OmegaConf.merge(OmegaConf.structured(Settings), cfg)
+        return OmegaConf.to_object(typed)
+    except ConfigError:
+        raise
+    except ValueError as error:  # a range the norm, model or data refuses, or OmegaConf's check
+        raise ConfigError(str(error).splitlines()[0]) from None
+
+
+def register_schemas() -> None:
+    """Every group's schema in Hydra's ConfigStore: `normlab` (the primary config's, named
+    first in conf/train.yaml's defaults), norm/<name>_schema, model/{cnn,resnet}_schema."""
+    store = ConfigStore.instance()
+    store.store(name="normlab", node=Settings)
+    for name in norm_registry.NORMS:
+        store.store(group="norm", name=f"{name}_schema", node=norm_registry.schema(name))
+    store.store(group="model", name="cnn_schema", node=CnnSettings)
+    store.store(group="model", name="resnet_schema", node=ResNetSettings)
+
+
+register_schemas()

@@ -6,26 +6,23 @@ statistics are per device (the GN paper's setting) unless `norm.sync=true` (or
 `trainer.sync_batchnorm=true`, which sets it), when they span the SGD batch.
 """
 
-from omegaconf import DictConfig
-
-from normlab.config import BATCH_DEPENDENT, ConfigError, norm_options
+from normlab.errors import require
+from normlab.norms.registry import BATCH_DEPENDENT
 
 SYNCABLE = tuple(sorted(BATCH_DEPENDENT))  # batch statistics: what can span all ranks
 
 
-def synced(cfg: DictConfig) -> bool:
-    name, options = norm_options(cfg)
-    return bool(options.get("sync")) or bool(cfg.trainer.get("sync_batchnorm"))
+def synced(settings) -> bool:
+    return bool(settings.norm_options.get("sync")) or settings.trainer.sync_batchnorm
 
 
-def batch_sizes(cfg: DictConfig, world_size: int) -> dict:
+def batch_sizes(settings, world_size: int) -> dict:
     """The run's batches: per device, SGD (all devices), and the normalization batch (the
     samples one statistic is taken over: per device, all devices when synced, the virtual batch
     for ghost_batch, 1 for per-sample norms, None without a norm)."""
-    name, options = norm_options(cfg)
-    batch = cfg.data.batch_size
+    name, options, batch = settings.norm_name, settings.norm_options, settings.data.batch_size
     if name in SYNCABLE:
-        norm_batch = batch * world_size if synced(cfg) else batch
+        norm_batch = batch * world_size if synced(settings) else batch
     elif name == "ghost_batch":
         norm_batch = options["virtual_batch_size"]
     else:
@@ -37,15 +34,13 @@ def batch_sizes(cfg: DictConfig, world_size: int) -> dict:
     }
 
 
-def check_sync_batchnorm(cfg: DictConfig) -> None:
+def check_sync_batchnorm(settings) -> None:
     """trainer.sync_batchnorm=true is refused where it would do nothing (Lightning converts
     only torch.nn's BatchNorm classes; normlab's are synced through norm.sync)."""
-    name, _ = norm_options(cfg)
-    if cfg.trainer.get("sync_batchnorm") and name not in SYNCABLE:
-        raise ConfigError(
-            f"trainer.sync_batchnorm=true with norm={name}: only {', '.join(SYNCABLE)} have "
-            "batch statistics to synchronize across devices"
-        )
+    name = settings.norm_name
+    require(not settings.trainer.sync_batchnorm or name in SYNCABLE, "trainer.sync_batchnorm",
+            "true", f"false, or a norm with batch statistics to synchronize across devices: "
+            f"{', '.join(SYNCABLE)}", f"with norm={name}")  # fmt: skip
 
 
 def enable_sync(model) -> None:

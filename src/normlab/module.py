@@ -1,68 +1,13 @@
-"""The LightningModule: cross-entropy, accuracy, SGD with warmup and a schedule."""
+"""The LightningModule: cross-entropy and accuracy; SGD with its schedule (normlab.optim)."""
 
-import math
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import pytorch_lightning as pl
-import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-SCHEDULES = ("cosine", "step", "constant")
-LR_SCALINGS = ("linear", "none")
-
-
-@dataclass
-class LrSchedule:
-    """lr multiplier at a step: linear warmup, then cosine decay, step decay or constant."""
-
-    total_steps: int
-    warmup_steps: int = 0
-    schedule: str = "cosine"
-    milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of training, for "step"
-    gamma: float = 0.1
-
-    def __call__(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return (step + 1) / self.warmup_steps
-        progress = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
-        if self.schedule == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-        if self.schedule == "step":
-            return self.gamma ** sum(step >= m * self.total_steps for m in self.milestones)
-        return 1.0
-
-
-def check_optim(optim: dict) -> None:
-    """Refuse optimizer settings SGD or the schedule cannot use: one ValueError, naming the key
-    (optim.<key>), the value and what is allowed."""
-    o = optim
-
-    def need(ok: bool, key: str, allowed: str) -> None:
-        if not ok:
-            raise ValueError(f"optim.{key}={o.get(key)!r}; allowed: {allowed}")
-
-    number = (int, float)
-    need(isinstance(o.get("base_lr"), number) and o["base_lr"] >= 0, "base_lr", "a number >= 0")
-    base = o.get("base_batch_size", 128)
-    need(isinstance(base, int) and base >= 1, "base_batch_size", "an integer >= 1")
-    need(o.get("lr_scaling", "linear") in LR_SCALINGS, "lr_scaling", ", ".join(LR_SCALINGS))
-    momentum = o.get("momentum", 0.9)
-    need(isinstance(momentum, number) and 0 <= momentum < 1, "momentum", "a number in [0, 1)")
-    need(not o.get("nesterov", True) or momentum > 0, "nesterov", "false when momentum is 0")
-    decay = o.get("weight_decay", 5e-4)
-    need(isinstance(decay, number) and decay >= 0, "weight_decay", "a number >= 0")
-    need(o.get("schedule", "cosine") in SCHEDULES, "schedule", ", ".join(SCHEDULES))
-    warmup = o.get("warmup_epochs", 0)
-    need(isinstance(warmup, number) and warmup >= 0, "warmup_epochs", "a number >= 0")
-    milestones = list(o.get("milestones", (0.5, 0.75)))
-    need(all(isinstance(m, number) and 0 < m < 1 for m in milestones)
-         and milestones == sorted(milestones), "milestones",
-         "increasing fractions of training in (0, 1)")  # fmt: skip
-    gamma = o.get("gamma", 0.1)
-    need(isinstance(gamma, number) and 0 < gamma <= 1, "gamma", "a number in (0, 1]")
+from normlab.optim import OptimSettings, sgd_with_schedule
 
 
 class Classifier(pl.LightningModule):
@@ -76,11 +21,13 @@ class Classifier(pl.LightningModule):
     equal-sized shards.
     """
 
-    def __init__(self, model: nn.Module, num_classes: int, lr: float, optim: dict):
+    def __init__(
+        self, model: nn.Module, num_classes: int, lr: float, optim: OptimSettings | None = None
+    ):
         super().__init__()
         self.model = model
         self.lr = lr
-        self.optim = dict(optim)
+        self.optim = optim or OptimSettings()
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         # "disable": no NaN check, which would be a host sync per batch on a GPU.
@@ -139,26 +86,5 @@ class Classifier(pl.LightningModule):
         self.shared_step(batch, "test")
 
     def configure_optimizers(self):
-        o = self.optim
-        optimizer = torch.optim.SGD(
-            self.parameters(),
-            lr=self.lr,
-            momentum=o.get("momentum", 0.9),
-            nesterov=o.get("nesterov", True),
-            weight_decay=o.get("weight_decay", 5e-4),
-        )
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        epochs = max(1, self.trainer.max_epochs or 1)
-        warmup = min(total, round(o.get("warmup_epochs", 0) * total / epochs))
-        schedule = LrSchedule(
-            total,
-            warmup,
-            o.get("schedule", "cosine"),
-            tuple(o.get("milestones", (0.5, 0.75))),
-            o.get("gamma", 0.1),
-        )
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
+        steps, epochs = int(self.trainer.estimated_stepping_batches), self.trainer.max_epochs
+        return sgd_with_schedule(self.parameters(), self.lr, self.optim, steps, epochs or 1)

@@ -1,13 +1,13 @@
-"""run(cfg): a Hydra config in; a trained, tested model and metrics.json out."""
+"""run(cfg): a Hydra config (or Settings) in; a trained, tested model and metrics.json out."""
 
 import json
 import logging
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
@@ -16,45 +16,29 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
 
-from normlab.callbacks import PopulationStats, RunningStatsDrift, TrainEvalGap
+from normlab import metric_names as names
 from normlab.callbacks.board import every_norm_option, final_record, start_record
 from normlab.callbacks.divergence import StopOnDivergence
+from normlab.callbacks.settings import statistics_callbacks
 from normlab.compile import compile_enabled, compile_mode, compile_model
-from normlab.config import (
-    ConfigError,
-    key_choices,
-    learning_rate,
-    model_options,
-    norm_options,
-    plain,
-    validate,
-)
+from normlab.config import ConfigError, Settings, settings
 from normlab.console import quiet_console
 from normlab.data import DataUnavailable, ImageClassificationData, dataset_spec
-from normlab.distributed import batch_sizes, check_sync_batchnorm, enable_sync
+from normlab.distributed import batch_sizes, enable_sync
+from normlab.metric_names import json_key
 from normlab.models import build_model
-from normlab.module import Classifier, check_optim
+from normlab.module import Classifier
 from normlab.norms import NORMS, norm_factory, options_of
 from normlab.resume import AtomicCheckpointIO, RngStateInCheckpoint, checkpoint_to_resume
 
 log = logging.getLogger(__name__)
 
 
-def output_dir(cfg: DictConfig) -> Path:
+def output_dir(root: str) -> Path:
+    """Hydra's run folder; outside Hydra, <paths.root>/runs/direct."""
     if HydraConfig.initialized():
         return Path(HydraConfig.get().runtime.output_dir)
-    return Path(cfg.paths.root) / "runs" / "direct"
-
-
-def trainer_options(cfg: DictConfig) -> dict:
-    """cfg.trainer as Trainer kwargs; precision 'auto' is bf16-mixed on a GPU, 32-true on CPU.
-    sync_batchnorm is normlab's to apply (normlab.distributed), not Lightning's."""
-    options = plain(cfg.trainer)
-    options.pop("sync_batchnorm", None)
-    if options.get("precision") == "auto":
-        gpu = torch.cuda.is_available() and options.get("accelerator") in ("auto", "gpu", "cuda")
-        options["precision"] = "bf16-mixed" if gpu else "32-true"
-    return options
+    return Path(root) / "runs" / "direct"
 
 
 def last_checkpoint(dirpath: Path) -> ModelCheckpoint:
@@ -95,71 +79,48 @@ class RecordingFactory:
                 raise ConfigError(f"layer {name} ({module.num_channels} channels): {module.error}")
 
 
-def build_module(cfg: DictConfig) -> Classifier:
-    """The model for cfg's norm, model and dataset; raises ConfigError before any data is read."""
+def build_module(s: Settings) -> Classifier:
+    """The model for the settings' norm, model and dataset; ConfigError for a norm that cannot
+    be built at some layer (naming it), before any data is read."""
+    spec = dataset_spec(s.data.name)
+    factory = RecordingFactory(norm_factory(s.norm_name, **s.norm_options))
     try:
-        validate(cfg)
-        check_sync_batchnorm(cfg)
-        check_optim(plain(cfg.optim))
-        spec = dataset_spec(cfg.data.name)
-        val_size = cfg.data.val_size
-        if not (isinstance(val_size, int) and 0 < val_size < spec.train_size):
-            raise ConfigError(
-                f"data.val_size={val_size} must be an integer between 1 and "
-                f"{spec.train_size - 1} ({cfg.data.name} has {spec.train_size} training images)"
-            )
-        norm, options = norm_options(cfg)
-        model_name, model_kwargs = model_options(cfg)
-        factory = RecordingFactory(norm_factory(norm, **options))
-        model = build_model(
-            model_name,
-            factory,
-            in_channels=spec.in_channels,
-            num_classes=spec.num_classes,
-            image_size=spec.image_size,
-            **model_kwargs,
-        )
-        factory.raise_first_error(model)
-        if cfg.trainer.get("sync_batchnorm"):
-            enable_sync(model)
-        lr = learning_rate(cfg)
+        model = build_model(s.model.name, factory, in_channels=spec.in_channels,
+                            num_classes=spec.num_classes, image_size=spec.image_size,
+                            **s.model.builder_options())  # fmt: skip
     except ValueError as error:
         raise ConfigError(str(error)) from None
+    factory.raise_first_error(model)
+    if s.trainer.sync_batchnorm:
+        enable_sync(model)
     parameters = sum(p.numel() for p in model.parameters())
-    log.info("norm %s %s, model %s (%.1fk parameters), lr %.4g", norm, options, model_name,
-             parameters / 1e3, lr)  # fmt: skip
-    return Classifier(model, spec.num_classes, lr, plain(cfg.optim))
+    log.info("norm %s %s, model %s (%.1fk parameters), lr %.4g", s.norm_name, s.norm_options,
+             s.model.name, parameters / 1e3, s.learning_rate())  # fmt: skip
+    return Classifier(model, spec.num_classes, s.learning_rate(), s.optim)
 
 
-def statistics_callbacks(cfg: DictConfig) -> list[pl.Callback]:
-    """The enabled statistics callbacks, each with its own options from cfg.callbacks."""
-    kinds = {
-        "drift": RunningStatsDrift,
-        "train_eval_gap": TrainEvalGap,
-        "population": PopulationStats,
-    }
-    callbacks = []
-    for key, kind in kinds.items():
-        options = plain(cfg.get(key) or {"enabled": False})
-        if options.pop("enabled", True):
-            callbacks.append(kind(**options))
-    return callbacks
+@dataclass
+class RunRecord:
+    """What run() leaves: its folder and its metrics.json record."""
+
+    run_dir: Path
+    metrics: dict
 
 
 def write_metrics(
-    run_dir: Path, cfg: DictConfig, status: str, world_size: int = 1, **results
-) -> None:
-    """metrics.json, written by the global rank zero only."""
-    if rank_zero_only.rank != 0:
-        return
+    run_dir: Path, s: Settings | None, status: str, world_size: int = 1, **results
+) -> dict:
+    """metrics.json (written by the global rank zero only); returns its record."""
     try:
-        choices = key_choices(cfg, world_size)
-    except Exception:  # a config too broken to describe still gets its status recorded
+        choices = s.key_choices(world_size) if s is not None else {}
+    except Exception:  # settings too broken to describe still get their status recorded
         choices = {}
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     record = {"status": status, **choices, **results, "overrides": overrides}
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
+    if rank_zero_only.rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
+    return record
 
 
 def finished_record(run_dir: Path) -> dict | None:
@@ -177,17 +138,20 @@ def in_sweep() -> bool:
 
 
 def run_and_record(cfg: DictConfig) -> float:
-    """run(cfg) as train.py calls it: a failure is recorded in metrics.json (status 'failed').
+    """run(cfg) as train.py calls it; returns the final validation accuracy (for sweepers).
+    A failure is recorded in metrics.json (status 'failed').
 
     Bad config or missing data: one line on stderr, exit code 2. Any other error: re-raised.
     In a sweep, the error is logged and the sweep goes on with the next run.
     """
+    s = None
     try:
-        return run(cfg)
+        s = settings(cfg)
+        return run(s).metrics.get(json_key(names.VAL_ACC), float("nan"))
     except Exception as error:
         expected = isinstance(error, ConfigError | DataUnavailable)
         message = f"{error}" if expected else f"{type(error).__name__}: {error}"
-        write_metrics(output_dir(cfg), cfg, "failed", error=message)
+        write_metrics(output_dir(cfg.paths.root), s, "failed", error=message)
         if in_sweep():
             log.error("run failed, the sweep goes on: %s", message, exc_info=not expected)
             return float("nan")
@@ -197,38 +161,39 @@ def run_and_record(cfg: DictConfig) -> float:
         raise
 
 
-def run(cfg: DictConfig) -> float:
-    """Train, test on the best checkpoint, write metrics.json; return the final val accuracy."""
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    module = build_module(cfg)
-    run_dir = output_dir(cfg)
+def run(config: DictConfig | Settings, run_dir: Path | None = None) -> RunRecord:
+    """Train, test on the best checkpoint, write metrics.json; return the run's record.
+    `run_dir`: default Hydra's run folder (outside Hydra: <paths.root>/runs/direct)."""
+    s = settings(config) if isinstance(config, DictConfig) else config
+    pl.seed_everything(s.seed, workers=True, verbose=False)
+    module = build_module(s)
+    run_dir = Path(run_dir) if run_dir is not None else output_dir(s.paths.root)
     done = finished_record(run_dir)
-    if done is not None and not cfg.get("ckpt_path"):
+    if done is not None and not s.ckpt_path:
         log.info("%s already finished, not training again (move the folder to retrain)", run_dir)
-        return done.get("val_acc", float("nan"))
+        return RunRecord(run_dir, done)
     quiet_console(run_dir)
-    data = ImageClassificationData(**plain(cfg.data), seed=cfg.seed)
+    data = ImageClassificationData(**asdict(s.data), seed=s.seed)
     data.prepare_data()  # a missing dataset fails here, before a trainer or a log exists
 
     # version="" puts the events in the run folder itself: one TensorBoard run per Hydra run.
-    logger = TensorBoardLogger(save_dir=str(run_dir), name="", version="", **plain(cfg.logger))
-    checkpoint_options = plain(cfg.callbacks.checkpoint)
-    save_last = checkpoint_options.pop("save_last", True)
+    logger = TensorBoardLogger(save_dir=str(run_dir), name="", version="", **asdict(s.logger))
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best",
         enable_version_counter=False,
-        **checkpoint_options,
+        monitor=s.callbacks.checkpoint.monitor,
+        mode=s.callbacks.checkpoint.mode.value,
     )
     divergence = StopOnDivergence()
-    statistics = statistics_callbacks(cfg.callbacks)
+    statistics = statistics_callbacks(s.callbacks)
     callbacks = [RngStateInCheckpoint(), checkpoint, divergence, *statistics]
-    if save_last:  # after `checkpoint`, so that last.ckpt holds its updated best score
+    if s.callbacks.checkpoint.save_last:  # after `checkpoint`: last.ckpt holds its best score
         callbacks.append(last_checkpoint(run_dir / "checkpoints"))
-    if cfg.callbacks.lr_monitor:
+    if s.callbacks.lr_monitor:
         callbacks.append(LearningRateMonitor("step"))
     trainer = pl.Trainer(
-        **trainer_options(cfg),
+        **s.trainer.lightning_options(),
         logger=logger,
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
@@ -236,19 +201,19 @@ def run(cfg: DictConfig) -> float:
         use_distributed_sampler=False,  # the datamodule shards by rank itself
     )
     world = trainer.world_size
-    module.lr = learning_rate(cfg, world)  # from the SGD batch: batch_size on each device
-    sizes = batch_sizes(cfg, world)
+    module.lr = s.learning_rate(world)  # from the SGD batch: batch_size on each device
+    sizes = batch_sizes(s, world)
     if world > 1:
         log.info("%d devices: SGD batch %d, normalization batch %s, lr %.4g", world,
                  sizes["sgd_batch_size"], sizes["norm_batch_size"], module.lr)  # fmt: skip
     device_type = trainer.strategy.root_device.type
-    if compile_enabled(cfg.get("compile", "auto"), device_type):
+    if compile_enabled(s.compile, device_type):
         compile_model(module.model, device_type)
         log.info("compile: torch.compile, mode %s", compile_mode(device_type) or "default")
     norm_option_names = {name: options_of(name) for name in NORMS}
-    start_record(logger, every_norm_option(key_choices(cfg, world), norm_option_names))
+    start_record(logger, every_norm_option(s.key_choices(world), norm_option_names))
     started = time.perf_counter()
-    resume_from = checkpoint_to_resume(run_dir, cfg.get("ckpt_path"))
+    resume_from = checkpoint_to_resume(run_dir, s.ckpt_path)
     trainer.fit(module, datamodule=data, ckpt_path=resume_from)
     fit_seconds = time.perf_counter() - started
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
@@ -258,10 +223,11 @@ def run(cfg: DictConfig) -> float:
     if best or divergence.step is None:  # a diverged run is tested only on a finite checkpoint
         test = trainer.test(module, datamodule=data, ckpt_path=best)[0]
         final.update({k: float(v) for k, v in test.items()})
-    final.update(epochs=float(trainer.current_epoch), steps=float(trainer.global_step),
-                 train_images=float(trainer.global_step * sizes["sgd_batch_size"]))  # fmt: skip
+    final[names.EPOCHS] = float(trainer.current_epoch)
+    final[names.STEPS] = float(trainer.global_step)
+    final[names.TRAIN_IMAGES] = float(trainer.global_step * sizes["sgd_batch_size"])
     final_record(logger, trainer.global_step, final)
-    results = {k.replace("/", "_"): v for k, v in final.items() if k.count("/") <= 1}
+    results = {json_key(k): v for k, v in final.items() if k.count("/") <= 1}  # no layer tags
     if best:
         results["best_val_acc"] = float(checkpoint.best_model_score)
     status = "finished" if divergence.step is None else "diverged"
@@ -269,6 +235,6 @@ def run(cfg: DictConfig) -> float:
         results["step"] = divergence.step
         log.warning("training loss not finite at step %d: run stopped, recorded as diverged",
                     divergence.step)  # fmt: skip
-    write_metrics(run_dir, cfg, status, world, **results, fit_seconds=fit_seconds,
-                  best_checkpoint=best)  # fmt: skip
-    return results.get("val_acc", float("nan"))
+    record = write_metrics(run_dir, s, status, world, **results, fit_seconds=fit_seconds,
+                           best_checkpoint=best)  # fmt: skip
+    return RunRecord(run_dir, record)

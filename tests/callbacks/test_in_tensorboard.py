@@ -17,18 +17,18 @@ from normlab.train import run
 from tests.data.available import needs_fashion_mnist
 from tests.data.tiny_cifar import write_tiny_cifar10
 from tests.events import accumulator, hparams, scalars
-from tests.runs import REPO, tiny_overrides, train
+from tests.runs import REPO, tiny_overrides, train, train_here
 
 pytestmark = pytest.mark.slow
-CNN_LAYERS = [f"features.{i}" for i in (1, 4, 8, 11, 15, 18)]
+CNN_LAYERS = [f"stage{s}.conv{c}.norm" for s in (1, 2, 3) for c in (1, 2)]
 
 
 @pytest.fixture(scope="module")
 def bn_run(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("bn")
     run_dir = tmp / "run"
-    train(*tiny_overrides(tmp), "norm=batch", "data.batch_size=4", "trainer.max_epochs=2",
-          "callbacks.drift.every_n_steps=2", f"hydra.run.dir={run_dir}")  # fmt: skip
+    train_here(*tiny_overrides(tmp), "norm=batch", "data.batch_size=4", "trainer.max_epochs=2",
+               "callbacks.drift.every_n_steps=2", run_dir=run_dir)  # fmt: skip
     return run_dir
 
 
@@ -84,8 +84,8 @@ def test_hparams_tab_has_settings_and_final_metrics(bn_run):
 @pytest.mark.parametrize("norm", ["group", "layer", "instance"])
 def test_norms_without_batch_dependence_have_exactly_zero_gap(tmp_path, norm):
     run_dir = tmp_path / "run"
-    train(*tiny_overrides(tmp_path), f"norm={norm}", "data.batch_size=4", "trainer.max_epochs=2",
-          f"hydra.run.dir={run_dir}")  # fmt: skip
+    train_here(*tiny_overrides(tmp_path), f"norm={norm}", "data.batch_size=4",
+               "trainer.max_epochs=2", run_dir=run_dir)  # fmt: skip
     values = scalars(run_dir)
     assert values["gap/acc"] == [0.0, 0.0] and values["gap/loss"] == [0.0, 0.0]
     assert values["gap/val_acc_eval"] == values["gap/val_acc_train"]
@@ -99,8 +99,8 @@ def test_norms_without_batch_dependence_have_exactly_zero_gap(tmp_path, norm):
 
 def test_callbacks_switch_off(tmp_path):
     run_dir = tmp_path / "run"
-    train(*tiny_overrides(tmp_path), "norm=batch", "callbacks.drift.enabled=false",
-          "callbacks.population.enabled=false", f"hydra.run.dir={run_dir}")  # fmt: skip
+    train_here(*tiny_overrides(tmp_path), "norm=batch", "callbacks.drift.enabled=false",
+               "callbacks.population.enabled=false", run_dir=run_dir)  # fmt: skip
     prefixes = {t.split("/")[0] for t in scalars(run_dir)}
     assert "gap" in prefixes and not {"drift", "precise"} & prefixes
 
@@ -137,14 +137,14 @@ def test_bn_at_batch_2_has_a_larger_train_eval_gap_than_at_batch_64(tmp_path):
     gaps = {}
     for batch, steps in ((2, 1600), (64, 50)):
         run_dir = tmp_path / f"b{batch}"
-        train("data=fashion_mnist", "model=cnn", "norm=batch", "trainer=cpu",
+        train_here("data=fashion_mnist", "model=cnn", "norm=batch", "trainer=cpu",
               "optim.warmup_epochs=0", "trainer.max_epochs=1",
               f"trainer.limit_train_batches={steps}",
               "trainer.limit_val_batches=4", "trainer.limit_test_batches=2",
               "trainer.enable_progress_bar=false", f"data.batch_size={batch}",
-              "data.num_workers=0", f"data.root={tmp_path / 'data'}",
+              f"data.root={tmp_path / 'data'}",
               "callbacks.population.enabled=false", "callbacks.train_eval_gap.max_samples=1024",
-              f"hydra.run.dir={run_dir}")  # fmt: skip
+              run_dir=run_dir)  # fmt: skip
         values = scalars(run_dir)
         gaps[batch] = (abs(values["gap/acc"][-1]), abs(values["gap/loss"][-1]))
     assert gaps[2][0] > gaps[64][0] and gaps[2][1] > gaps[64][1], gaps
@@ -161,25 +161,98 @@ def get_json(url: str):
         return json.loads(response.read())
 
 
-def test_a_tensorboard_server_shows_the_runs_and_tags(bn_run):
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(bn_run.parent),
-         "--host", "127.0.0.1", "--port", str(port), "--reload_interval", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        base, deadline, tags = f"http://127.0.0.1:{port}", time.monotonic() + 90, {}
+class TensorBoardServer:
+    """`tensorboard --logdir root` on a free local port, read over its HTTP API."""
+
+    def __init__(self, root: Path):
+        self.base = f"http://127.0.0.1:{free_port()}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tensorboard.main", "--logdir", str(root), "--host",
+             "127.0.0.1", "--port", self.base.rsplit(":", 1)[1], "--reload_interval", "1"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def get(self, path: str):
+        return get_json(self.base + path)
+
+    def post(self, path: str, body: dict):
+        request = urllib.request.Request(
+            self.base + path, json.dumps(body).encode(), {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def wait_for_runs(self, count: int) -> dict:
+        """The scalars plugin's {run: tags} once `count` runs are loaded."""
+        deadline, tags = time.monotonic() + 90, {}
         while time.monotonic() < deadline:
             try:
-                tags = get_json(f"{base}/data/plugin/scalars/tags")
-                if tags.get("run"):
-                    break
+                tags = self.get("/data/plugin/scalars/tags")
+                if len(tags) >= count:
+                    return tags
             except OSError:
                 pass
             time.sleep(1)
-        assert "run" in get_json(f"{base}/data/runs")
+        raise AssertionError(f"TensorBoard loaded {len(tags)} of {count} runs")
+
+    def close(self):
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def test_a_tensorboard_server_shows_the_runs_and_tags(bn_run):
+    server = TensorBoardServer(bn_run.parent)
+    try:
+        tags = server.wait_for_runs(1)
+        assert "run" in server.get("/data/runs")
         assert {"gap/acc", "stats/drift_mean_to_batch_mean", "val/acc"} <= set(tags["run"])
+        assert tags["run"]["hp/val_acc"]  # the final value, written once
+        points = server.get("/data/plugin/scalars/scalars?run=run&tag=hp%2Fval_acc")
+        assert len(points) == 1 and math.isfinite(points[0][2])  # no NaN placeholder at step 0
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.close()
+
+
+def test_hparams_tab_of_a_bn_and_gn_sweep_has_every_column_over_http(tmp_path):
+    """The issue's check: a sweep mixing BN and GN, launched as a user would (the default
+    launcher), read through TensorBoard's HPARAMS HTTP API: one column per option of both norms
+    and per training length, whichever run TensorBoard reads first, and a finite value in every
+    metric cell of both runs."""
+    sweep = tmp_path / "sweep"
+    train("-m", *tiny_overrides(tmp_path), "norm=batch,group", "data.batch_size=4",
+          f"hydra.sweep.dir={sweep}")  # fmt: skip
+    server = TensorBoardServer(sweep)
+    try:
+        assert sorted(server.wait_for_runs(2)) == ["norm=batch", "norm=group"]  # swept key only
+        experiment = server.post("/data/plugin/hparams/experiment", {"experimentName": ""})
+        columns = {h["name"] for h in experiment["hparamInfos"]}
+        assert {
+            "norm",
+            "norm.momentum",
+            "norm.track_running_stats",
+            "norm.num_groups",
+            "norm.group_size",
+            "norm.virtual_batch_size",
+            "batch_size",
+            "seed",
+        } <= columns
+        metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
+        assert {"hp/val_acc", "hp/gap_acc", "hp/drift_to_batch", "hp/epochs", "hp/steps",
+                "hp/train_images"} <= metrics  # fmt: skip
+        groups = server.post("/data/plugin/hparams/session_groups", {
+            "experimentName": "", "startIndex": 0, "sliceSize": 10,
+            "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE",
+                                "STATUS_RUNNING"],
+            "colParams": [{"hparam": "norm"}],
+        })["sessionGroups"]  # fmt: skip
+        rows = {g["hparams"]["norm"]: g for g in groups}
+        assert sorted(rows) == ["batch", "group"]
+        assert rows["group"]["hparams"]["norm.num_groups"] == 8
+        assert rows["batch"]["hparams"]["norm.num_groups"] == "n/a"
+        for row in rows.values():
+            values = {m["name"]["tag"]: m["value"] for m in row["metricValues"]}
+            assert metrics <= set(values) and all(math.isfinite(v) for v in values.values())
+        gn = {m["name"]["tag"]: m["value"] for m in rows["group"]["metricValues"]}
+        assert gn["hp/drift_to_batch"] == 0 and gn["hp/gap_acc"] == 0
+    finally:
+        server.close()

@@ -2,6 +2,7 @@
 
 import multiprocessing
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -9,10 +10,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from normlab.config import ConfigError
-from normlab.data.datasets import DataUnavailable, dataset_spec
+from normlab.data.datasets import DATASETS, DataUnavailable, dataset_spec
 from normlab.data.epoch_sampler import EpochSeededSampler, seeded_item
 from normlab.data.resident import ResidentImages, ResidentLoader, images_and_labels
+from normlab.errors import require
 
 
 class WithTransform(Dataset):
@@ -50,6 +51,40 @@ def worker_start_method() -> str | None:
     standard = multiprocessing.get_all_start_methods()  # the platform's default first
     current = multiprocessing.get_start_method(allow_none=True)
     return None if current in (None, *standard) else standard[0]
+
+
+@dataclass
+class DataSettings:
+    """The data's settings (Hydra group `data`): ImageClassificationData's arguments but `seed`."""
+
+    name: str = "cifar10"
+    root: str = "data"
+    batch_size: int = 128
+    eval_batch_size: int | None = None
+    val_size: int = 5000  # held out of the training images
+    split_seed: int = 0
+    resident: bool = True
+    num_workers: int | None = None
+    persistent_workers: bool = True
+    pin_memory: bool | None = None
+    augment: bool = True
+    download: bool = True
+    verify_checksums: bool = True
+
+    def __post_init__(self):
+        require(self.name in DATASETS, "data.name", self.name, ", ".join(sorted(DATASETS)))
+        require(self.batch_size >= 1, "data.batch_size", self.batch_size, "an integer >= 1")
+        size = DATASETS[self.name].train_size
+        require(
+            0 < self.val_size < size,
+            "data.val_size",
+            self.val_size,
+            f"an integer from 1 to {size - 1} ({self.name} has {size} training images)",
+        )
+        require(self.eval_batch_size is None or self.eval_batch_size >= 1, "data.eval_batch_size",
+                self.eval_batch_size, "an integer >= 1, or null (= batch_size)")  # fmt: skip
+        require(self.num_workers is None or self.num_workers >= 0, "data.num_workers",
+                self.num_workers, "an integer >= 0, or null (min(4, CPUs))")  # fmt: skip
 
 
 class ImageClassificationData(pl.LightningDataModule):
@@ -125,11 +160,9 @@ class ImageClassificationData(pl.LightningDataModule):
         if self.train_set is not None:
             return
         full = self.load(train=True)
-        if not 0 < self.val_size < len(full):  # a copy smaller than the official split
-            raise ConfigError(
-                f"data.val_size={self.val_size} must be between 1 and {len(full) - 1} "
-                f"(the training set has {len(full)} images)"
-            )
+        require(0 < self.val_size < len(full), "data.val_size", self.val_size,  # a smaller copy
+                f"an integer from 1 to {len(full) - 1} (the training set in {self.root} has "
+                f"{len(full)} images)")  # fmt: skip
         order = torch.randperm(len(full), generator=torch.Generator().manual_seed(self.split_seed))
         val_idx, train_idx = order[: self.val_size].tolist(), order[self.val_size :].tolist()
         test = self.load(train=False)

@@ -6,10 +6,13 @@
 feature map's (H, W) so that norms whose parameters cover space (LayerNorm) can be built.
 """
 
+import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from torch import nn
 
+from normlab.errors import require
 from normlab.models.cnn import SimpleCNN
 from normlab.models.resnet import ResNet, resnet18, resnet20
 from normlab.models.weight_standardization import standardize_convs
@@ -45,4 +48,51 @@ def build_model(
     return standardize_convs(model) if weight_standardization else model
 
 
-__all__ = ["MODELS", "ResNet", "SimpleCNN", "build_model"]
+@dataclass
+class ModelSettings:
+    """What every model's settings have (Hydra group `model`)."""
+
+    name: str = "resnet20"
+    num_groups_default: int = 8  # what norm=group uses unless norm.num_groups is given
+    weight_standardization: bool = False  # every conv standardizes its weight (GN+WS)
+
+    def __post_init__(self):
+        require(self.name in MODELS, "model.name", self.name, ", ".join(sorted(MODELS)))
+        require(self.num_groups_default >= 1, "model.num_groups_default",
+                self.num_groups_default, "an integer >= 1")  # fmt: skip
+
+    def builder_options(self) -> dict:
+        """build_model's keyword options (all but name and num_groups_default)."""
+        options = dataclasses.asdict(self)
+        del options["name"], options["num_groups_default"]
+        return options
+
+
+@dataclass
+class ResNetSettings(ModelSettings):
+    """resnet20, resnet18."""
+
+    zero_init_residual: bool = False  # each block's last norm starts with gamma = 0
+
+
+@dataclass
+class CnnSettings(ModelSettings):
+    """The small CNN."""
+
+    name: str = "cnn"
+    width: int = 16  # channels of the first stage (then 2x, 4x)
+
+    def __post_init__(self):
+        super().__post_init__()
+        require(self.width >= 1, "model.width", self.width, "an integer >= 1")
+
+
+__all__ = [
+    "MODELS",
+    "CnnSettings",
+    "ModelSettings",
+    "ResNet",
+    "ResNetSettings",
+    "SimpleCNN",
+    "build_model",
+]

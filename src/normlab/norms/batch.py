@@ -107,7 +107,7 @@ class BatchNorm2d(_BatchNorm):
             raise ValueError(f"expected 4D input (got {x.dim()}D input)")
 
 
-@register("batch")
+@register("batch", batch_dependent=True)
 def build_batch(
     num_channels: int,
     spatial_size=None,

@@ -93,7 +93,7 @@ class BatchRenorm2d(BatchNorm2d):
         return y.to(output_dtype(x))
 
 
-@register("batch_renorm")
+@register("batch_renorm", batch_dependent=True)
 def build_batch_renorm(
     num_channels: int,
     spatial_size=None,

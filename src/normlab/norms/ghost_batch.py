@@ -3,6 +3,7 @@
 import torch
 from torch import Tensor
 
+from normlab.errors import require
 from normlab.norms.base import output_dtype
 from normlab.norms.batch import BatchNorm2d
 from normlab.norms.registry import register
@@ -84,7 +85,20 @@ class GhostBatchNorm2d(BatchNorm2d):
         return f"{super().extra_repr()}, virtual_batch_size={self.virtual_batch_size}"
 
 
-@register("ghost_batch")
+def check_virtual_batch(options: dict, batch_size: int) -> None:
+    """The virtual batch must be >= 2 and divide the SGD batch (data.batch_size)."""
+    divisors = [d for d in range(2, batch_size + 1) if batch_size % d == 0]
+    virtual = options["virtual_batch_size"]
+    require(
+        virtual in divisors,
+        "norm.virtual_batch_size",
+        virtual,
+        f"a divisor >= 2 of the batch: {divisors}",
+        f"with data.batch_size={batch_size}",
+    )
+
+
+@register("ghost_batch", batch_check=check_virtual_batch)
 def build_ghost_batch(
     num_channels: int,
     spatial_size=None,

@@ -119,7 +119,14 @@ def resolve_num_groups(
     return num_groups
 
 
-@register("group")
+def group_size_replaces_num_groups(options: dict) -> dict:
+    """A configured group_size replaces num_groups (whose default comes from the model)."""
+    if options.get("group_size") is not None:
+        options["num_groups"] = None
+    return options
+
+
+@register("group", option_rule=group_size_replaces_num_groups)
 def build_group(
     num_channels: int,
     spatial_size=None,

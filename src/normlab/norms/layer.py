@@ -1,6 +1,7 @@
 """Layer Normalization (Ba et al. 2016), the same function as torch.nn.LayerNorm."""
 
 import numbers
+from enum import Enum
 
 from torch import Tensor, nn
 
@@ -68,7 +69,15 @@ class LayerNorm(nn.Module):
         )
 
 
-LAYER_AFFINE = ("elementwise", "channel", "none")
+class LayerAffine(Enum):
+    """LayerNorm's affine parameters: over (C, H, W) as torch.nn, per channel, or none."""
+
+    elementwise = "elementwise"
+    channel = "channel"
+    none = "none"
+
+
+LAYER_AFFINE = tuple(mode.value for mode in LayerAffine)
 
 
 @register("layer")
@@ -77,7 +86,7 @@ def build_layer(
     spatial_size=None,
     *,
     eps: float = 1e-5,
-    affine: bool | str = "elementwise",
+    affine: LayerAffine = LayerAffine.elementwise,
     bias: bool = True,
 ) -> nn.Module:
     """LayerNorm over (C, H, W) of each sample.
@@ -86,7 +95,7 @@ def build_layer(
     needs ``spatial_size=(H, W)``. affine="channel": the Group Normalization paper's LN, per-channel
     gamma and beta, built as GroupNorm(1, C), the same function. affine="none" (or False): none.
     """
-    mode = {True: "elementwise", False: "none"}.get(affine, affine)
+    mode = {True: "elementwise", False: "none"}.get(affine, getattr(affine, "value", affine))
     if mode not in LAYER_AFFINE:
         raise ValueError(f"layer norm: affine={affine!r} is not one of {', '.join(LAYER_AFFINE)}")
     if mode == "channel":
