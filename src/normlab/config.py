@@ -15,6 +15,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
 from normlab.callbacks.settings import CallbacksSettings
 from normlab.data.datamodule import DataSettings
+from normlab.distributed import batch_sizes, check_sync_batchnorm
 from normlab.errors import ConfigError, require
 from normlab.models import CnnSettings, ResNetSettings
 from normlab.norms import registry as norm_registry
@@ -173,8 +174,6 @@ class Settings:
         if isinstance(self.norm, dict | DictConfig):  # settings built by hand, not by Hydra
             self.norm = norm_schema_instance(dict(self.norm))
         norm_registry.check_batch(self.norm_name, self.norm_options, self.data.batch_size)
-        from normlab.distributed import check_sync_batchnorm
-
         check_sync_batchnorm(self)
 
     @property
@@ -195,8 +194,6 @@ class Settings:
     def key_choices(self, world_size: int = 1) -> dict:
         """The settings that tell runs apart, flat, for metrics.json and the HPARAMS record;
         with the batches a run on `world_size` devices computes."""
-        from normlab.distributed import batch_sizes
-
         choices = {"norm": self.norm_name}
         choices.update({f"norm.{k}": plain_value(v) for k, v in self.norm_options.items()})
         choices.update(
