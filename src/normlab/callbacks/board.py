@@ -3,6 +3,7 @@ custom-scalars layout and the HPARAMS record."""
 
 
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.tensorboard.summary import hparams as tensorboard_hparams
 
 from normlab import metric_names as names
@@ -69,6 +70,7 @@ def layer_scalars(
     return metrics
 
 
+@rank_zero_only
 def start_record(logger, hparams: dict) -> None:
     """The HPARAMS row declaring its metric columns, and the custom layout. No metric value is
     written now (no NaN placeholder in the Scalars tab): final_record writes them at the end."""
