@@ -25,10 +25,11 @@ MAX_RUN_NAME = 80  # characters: what TensorBoard's sidebar and legends show who
 
 
 def run_name_order(item: str) -> tuple[int, str]:
-    """norm (and its options) first, then the batch size, then the rest in Hydra's order."""
+    """norm (its options, or the remedy that sets it) first, then the batch size, then the rest
+    in Hydra's order."""
     key = override_key(item)
-    if key == "norm" or key.startswith("norm."):
-        return (0 if key == "norm" else 1), key
+    if key in ("norm", "remedy") or key.startswith("norm."):
+        return (0 if key in ("norm", "remedy") else 1), key
     return (2 if key == "data.batch_size" else 3), ""
 
 
