@@ -10,10 +10,12 @@ from normlab.metric_names import FINALS, json_key
 from normlab.norms.registry import effective_options
 
 # summary.csv's columns: the settings that tell runs apart, then the results.
-SETTINGS = ["dataset", "model", "norm", "batch_size", "virtual_batch_size", "num_groups",
-            "group_size", "seed", "lr"]  # fmt: skip
+SETTINGS = ["dataset", "model", "norm", "weight_standardization", "population_at_test",
+            "batch_size", "virtual_batch_size", "num_groups", "group_size", "seed",
+            "lr"]  # fmt: skip
 FINAL_COLUMNS = [f.column for f in FINALS]
-RESULTS = ["val_error", "test_error", *FINAL_COLUMNS, "best_val_acc", "fit_seconds"]
+# errors and the train/eval gap in percentage points, then the final values as logged
+RESULTS = ["val_error", "test_error", "gap_points", *FINAL_COLUMNS, "best_val_acc", "fit_seconds"]
 COLUMNS = ["run", "status", *SETTINGS, *RESULTS, "step", "error"]
 
 
@@ -26,16 +28,24 @@ def error_percent(acc) -> float:
     return 100 * (1 - acc) if isinstance(acc, int | float) and not math.isnan(acc) else math.nan
 
 
+def points(fraction) -> float:
+    ok = isinstance(fraction, int | float) and not math.isnan(fraction)
+    return 100 * fraction if ok else math.nan
+
+
 def read_run(run_dir: Path, sweep: Path) -> dict:
     """One row. A run with no metrics.json yet is 'running' (or was killed before writing it)."""
     cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     norm = OmegaConf.to_container(cfg.get("norm", {}), resolve=True)
     norm = effective_options(norm.get("name"), norm) if norm.get("name") else norm
+    population = cfg.get("callbacks", {}).get("population", {}) or {}
     row = {
         "run": str(run_dir.relative_to(sweep)) if run_dir != sweep else run_dir.name,
         "dataset": cfg.data.name,
         "model": cfg.model.name,
         "norm": norm.get("name"),
+        "weight_standardization": bool(cfg.model.get("weight_standardization", False)),
+        "population_at_test": bool(population.get("enabled") and population.get("apply_at_end")),
         "batch_size": cfg.data.batch_size,
         "virtual_batch_size": norm.get("virtual_batch_size"),  # ghost_batch's normalization batch
         "num_groups": norm.get("num_groups") if norm.get("name") == "group" else None,
@@ -51,6 +61,7 @@ def read_run(run_dir: Path, sweep: Path) -> dict:
     row.update({f.column: metrics.get(json_key(f.tag)) for f in FINALS})
     row["val_error"] = error_percent(row["val_acc"])
     row["test_error"] = error_percent(row["test_acc"])
+    row["gap_points"] = points(row["gap_acc"])
     return row
 
 

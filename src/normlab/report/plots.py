@@ -1,40 +1,50 @@
-"""Aggregated rows -> PNG figures in the style of the Group Normalization paper's Figure 1."""
+"""Aggregated rows -> PNG figures in the style of the Group Normalization paper's Figure 1:
+titled with the dataset, model, epochs and seeds; mean ± std error bars with n in the legend."""
 
 import math
 from pathlib import Path
 
 import matplotlib
 
+from normlab.report.tables import describe, label, unequal_training
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+BATCH = "batch size (log\N{SUBSCRIPT TWO} scale)"
+NORM_BATCH = "normalization batch, SGD batch fixed (log\N{SUBSCRIPT TWO} scale)"
+GAP = "train-mode minus eval-mode val accuracy (points)"
 # (file, y column, y label, x column, x label)
 FIGURES = [
-    ("error_vs_batch.png", "val_error", "validation error (%)", "batch_size", "batch size"),
-    ("gap_vs_batch.png", "gap_acc", "train-mode minus eval-mode val accuracy", "batch_size",
-     "batch size"),
-    ("drift_vs_batch.png", "drift_to_batch", "running stats to batch stats (std units)",
-     "batch_size", "batch size"),
+    ("error_vs_batch.png", "val_error", "validation error (%)", "batch_size", BATCH),
+    ("gap_vs_batch.png", "gap_points", GAP, "batch_size", BATCH),
+    ("drift_vs_batch.png", "drift_to_batch", "running mean to batch mean (running-std units)",
+     "batch_size", BATCH),
     ("error_vs_norm_batch.png", "val_error", "validation error (%)", "virtual_batch_size",
-     "normalization batch (SGD batch fixed)"),
-    ("gap_vs_norm_batch.png", "gap_acc", "train-mode minus eval-mode val accuracy",
-     "virtual_batch_size", "normalization batch (SGD batch fixed)"),
-    ("error_vs_groups.png", "val_error", "validation error (%)", "num_groups", "groups G"),
+     NORM_BATCH),
+    ("gap_vs_norm_batch.png", "gap_points", GAP, "virtual_batch_size", NORM_BATCH),
+    ("error_vs_groups.png", "val_error", "validation error (%)", "num_groups",
+     "groups G (log\N{SUBSCRIPT TWO} scale)"),
     ("error_vs_group_size.png", "val_error", "validation error (%)", "group_size",
-     "channels per group"),
+     "channels per group (log\N{SUBSCRIPT TWO} scale)"),
 ]  # fmt: skip
 
 
-def series(table: list[dict], y: str, x: str) -> dict[str, list[tuple]]:
-    """One line per norm (and dataset/model when a sweep mixes them): sorted (x, mean, std)."""
+def series(table: list[dict], y: str, x: str) -> dict[str, list[dict]]:
+    """One line per norm (and dataset/model when a sweep mixes them): its rows sorted by x."""
     settings = {(e["dataset"], e["model"]) for e in table}
-    lines: dict[str, list[tuple]] = {}
+    lines: dict[str, list[dict]] = {}
     for e in table:
         if e.get(x) is None or math.isnan(e.get(y, math.nan)):
             continue
-        label = e["norm"] if len(settings) == 1 else f"{e['norm']} ({e['dataset']}, {e['model']})"
-        lines.setdefault(label, []).append((e[x], e[y], e[y + "_std"]))
-    return {k: sorted(v) for k, v in lines.items() if len({p[0] for p in v}) > 1}
+        name = label(e) if len(settings) == 1 else f"{label(e)} ({e['dataset']}, {e['model']})"
+        lines.setdefault(name, []).append(e)
+    return {k: sorted(v, key=lambda e: e[x]) for k, v in lines.items() if len(v) > 1}
+
+
+def n_label(rows: list[dict]) -> str:
+    ns = sorted({e["n"] for e in rows})
+    return f"n={ns[0]}" if len(ns) == 1 else f"n={ns[0]}–{ns[-1]}"
 
 
 def plot(table: list[dict], out: Path) -> list[Path]:
@@ -44,20 +54,29 @@ def plot(table: list[dict], out: Path) -> list[Path]:
         lines = series(table, y, x)
         if not lines:
             continue
-        fig, ax = plt.subplots(figsize=(5, 3.6), dpi=150)
-        for label, points in sorted(lines.items()):
-            xs, means, stds = zip(*points, strict=True)
-            ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=label)
+        shown = [e for rows in lines.values() for e in rows]
+        fig, ax = plt.subplots(figsize=(5.6, 4.0), dpi=150)
+        for line, rows in sorted(lines.items()):
+            xs = [e[x] for e in rows]
+            ax.errorbar(xs, [e[y] for e in rows], yerr=[e[y + "_std"] for e in rows], marker="o",
+                        capsize=3, label=f"{line} ({n_label(rows)})")  # fmt: skip
         ax.set_xscale("log", base=2)
-        ticks = sorted({p[0] for points in lines.values() for p in points})
+        ticks = sorted({e[x] for e in shown})
         ax.set_xticks(ticks, [str(t) for t in ticks])
         ax.minorticks_off()
         if x in ("batch_size", "virtual_batch_size"):
             ax.invert_xaxis()  # as the GN paper's Figure 1: large batches on the left
+        if y == "gap_points":
+            ax.axhline(0, color="grey", linewidth=0.8)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
+        ax.set_title(describe(shown), fontsize=8)
+        flagged = unequal_training(shown)
+        if flagged:
+            fig.text(0.01, 0.01, f"unequal training: {flagged[0]:.0f} to {flagged[1]:.0f} "
+                     "images per run", fontsize=7, color="red")  # fmt: skip
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(out / name)
         plt.close(fig)

@@ -7,9 +7,40 @@ from pathlib import Path
 
 from normlab.report.collect import COLUMNS
 
-GROUP_BY = ["dataset", "model", "norm", "batch_size", "virtual_batch_size", "num_groups",
-            "group_size"]  # fmt: skip
-AGGREGATED = ["val_error", "test_error", "gap_acc", "drift_to_batch", "precise_distance"]
+GROUP_BY = ["dataset", "model", "norm", "weight_standardization", "population_at_test",
+            "batch_size", "virtual_batch_size", "num_groups", "group_size"]  # fmt: skip
+AGGREGATED = ["val_error", "test_error", "gap_points", "drift_to_batch", "precise_distance",
+              "train_images"]  # fmt: skip
+UNEQUAL = 0.01  # training images differing by more than this fraction are flagged
+
+
+def label(entry: dict) -> str:
+    """The norm as a reader names it: batch, group+WS, batch (PreciseBN at test)."""
+    text = entry["norm"] + ("+WS" if entry.get("weight_standardization") else "")
+    return text + (" (PreciseBN at test)" if entry.get("population_at_test") else "")
+
+
+def describe(table: list[dict]) -> str:
+    """What every row shares: dataset, model, epochs and seeds (each listed if they differ)."""
+
+    def listed(values) -> str:
+        values = sorted({v for v in values if v is not None}, key=str)
+        return ", ".join(str(v) for v in values) or "?"
+
+    epochs = listed(e for entry in table for e in entry["epochs"])
+    seeds = listed(s for entry in table for s in entry["seeds"])
+    ns = sorted({entry["n"] for entry in table})
+    n = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}–{ns[-1]}"
+    return (f"{listed(e['dataset'] for e in table)}, {listed(e['model'] for e in table)}, "
+            f"{epochs} epochs, seeds {seeds} ({n} per point)")  # fmt: skip
+
+
+def unequal_training(table: list[dict]) -> tuple[float, float] | None:
+    """(fewest, most) training images across the rows when they differ by more than UNEQUAL."""
+    counts = [e["train_images"] for e in table if not math.isnan(e["train_images"])]
+    if counts and max(counts) > (1 + UNEQUAL) * min(counts):
+        return min(counts), max(counts)
+    return None
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -45,6 +76,8 @@ def aggregate(rows: list[dict]) -> list[dict]:
         members = groups[key]
         entry = dict(zip(GROUP_BY, key, strict=True))
         entry["n"] = len(members)
+        entry["seeds"] = sorted({r.get("seed") for r in members}, key=str)
+        entry["epochs"] = sorted({int(r["epochs"]) for r in members if r.get("epochs")})
         for column in AGGREGATED:
             entry[column], entry[column + "_std"] = mean_std(r.get(column) for r in members)
         table.append(entry)
@@ -58,22 +91,31 @@ def cell(mean: float, std: float, n: int, digits: int) -> str:
 
 
 def markdown(rows: list[dict], table: list[dict]) -> str:
-    """The aggregated table, then every run that did not finish, with its status and error."""
-    lines = [
+    """What the rows share, the aggregated table (mean ± std over n seeds), then every run that
+    did not finish, with its status and error."""
+    lines = [f"{describe(table)}; mean ± std over the n seeds." if table else "No finished runs."]
+    flagged = unequal_training(table)
+    if flagged:
+        lines.append(f"Unequal training: {flagged[0]:.0f} to {flagged[1]:.0f} training images "
+                     "(see train images); compare rows with care.")  # fmt: skip
+    lines += [
+        "",
         "| dataset | model | norm | batch | virtual batch | groups | val error % | test error % "
-        "| train/eval gap (acc) | drift to batch | EMA vs population | seeds |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| train/eval gap (points) | drift to batch | EMA vs population | train images | n |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for e in table:
         groups = e["num_groups"] or (f"{e['group_size']}/group" if e["group_size"] else "")
+        images = "–" if math.isnan(e["train_images"]) else f"{e['train_images']:.0f}"
         lines.append(
-            f"| {e['dataset']} | {e['model']} | {e['norm']} | {e['batch_size']} "
+            f"| {e['dataset']} | {e['model']} | {label(e)} | {e['batch_size']} "
             f"| {e['virtual_batch_size'] or ''} | {groups} "
             f"| {cell(e['val_error'], e['val_error_std'], e['n'], 2)} "
             f"| {cell(e['test_error'], e['test_error_std'], e['n'], 2)} "
-            f"| {cell(e['gap_acc'], e['gap_acc_std'], e['n'], 4)} "
+            f"| {cell(e['gap_points'], e['gap_points_std'], e['n'], 2)} "
             f"| {cell(e['drift_to_batch'], e['drift_to_batch_std'], e['n'], 3)} "
-            f"| {cell(e['precise_distance'], e['precise_distance_std'], e['n'], 3)} | {e['n']} |"
+            f"| {cell(e['precise_distance'], e['precise_distance_std'], e['n'], 3)} "
+            f"| {images} | {e['n']} |"
         )
     unfinished = [r for r in rows if r.get("status") != "finished"]
     if unfinished:

@@ -1,0 +1,46 @@
+"""Tables and figures from rows (no training): labels, n, the gap in points, unequal training."""
+
+import matplotlib.image
+
+from normlab.report.plots import plot
+from normlab.report.tables import aggregate, describe, markdown
+
+
+def row(norm, batch, seed, val_acc, gap_acc, images, **extra):
+    return {"status": "finished", "dataset": "fashion_mnist", "model": "cnn", "norm": norm,
+            "batch_size": batch, "seed": seed, "val_error": 100 * (1 - val_acc),
+            "test_error": 100 * (1 - val_acc), "gap_points": 100 * gap_acc,
+            "drift_to_batch": 0.1, "precise_distance": 0.0, "train_images": images, "epochs": 5,
+            **extra}  # fmt: skip
+
+
+ROWS = [
+    *(row("batch", b, s, 0.9, -0.01 * (128 // b), 275000) for b in (2, 32, 128) for s in (0, 1, 2)),
+    *(row("group", b, s, 0.89, 0.0, 275000) for b in (2, 32, 128) for s in (0, 1, 2)),
+    *(row("group", b, 0, 0.9, 0.0, 275000, weight_standardization=True) for b in (2, 32)),
+]
+
+
+def test_rows_group_by_norm_and_variant_with_seeds_and_n():
+    table = aggregate(ROWS)
+    ws = [e for e in table if e["weight_standardization"]]
+    assert len(table) == 8 and len(ws) == 2 and all(e["n"] == 1 for e in ws)
+    bn2 = next(e for e in table if e["norm"] == "batch" and e["batch_size"] == 2)
+    assert bn2["n"] == 3 and bn2["seeds"] == [0, 1, 2] and bn2["epochs"] == [5]
+    assert bn2["gap_points"] == -64.0  # percentage points, as the error
+    assert describe(table) == "fashion_mnist, cnn, 5 epochs, seeds 0, 1, 2 (n = 1–3 per point)"
+    text = markdown(ROWS, table)
+    assert "| group+WS | 2 |" in text and "| -64.00 ± 0.00 |" in text
+    assert "Unequal training" not in text
+
+
+def test_unequal_training_images_are_flagged():
+    rows = [*ROWS, row("batch", 64, 0, 0.9, 0.0, 86 * 64)]  # a capped run: 5,504 images
+    assert "Unequal training: 5504 to 275000 training images" in markdown(rows, aggregate(rows))
+
+
+def test_figures_are_written_with_lines_per_norm(tmp_path):
+    written = {p.name for p in plot(aggregate(ROWS), tmp_path)}
+    assert {"error_vs_batch.png", "gap_vs_batch.png", "drift_vs_batch.png"} <= written
+    image = matplotlib.image.imread(tmp_path / "gap_vs_batch.png")
+    assert image.shape[0] > 400 and image.shape[1] > 600
