@@ -19,11 +19,12 @@ from tests.runs import REPO, tiny_overrides, train
 CONF = REPO / "conf"
 # experiment -> (jobs in its sweep, the small CPU variant its header documents)
 EXPERIMENTS = {
-    "bn_vs_gn_batch": (14, ["data=fashion_mnist", "model=cnn", "trainer.max_epochs=2"]),
+    "bn_vs_gn_batch": (14, ["data=fashion_mnist", "model=cnn", "trainer.max_epochs=5"]),
     "norms_at_32": (4, ["data=fashion_mnist", "model=cnn"]),
-    "group_count": (7, ["data=fashion_mnist", "model=cnn", "model.width=64"]),
-    "group_size": (7, ["data=fashion_mnist", "model=cnn", "model.width=64"]),
-    "norm_batch_vs_sgd_batch": (7, ["data=fashion_mnist", "model=cnn", "trainer.max_epochs=1"]),
+    "group_count": (7, ["data=fashion_mnist", "model=cnn", "norm.num_groups=1,2,4,8,16"]),
+    "group_size": (7, ["data=fashion_mnist", "model=cnn", "norm.group_size=1,2,4,8,16"]),
+    "norm_batch_vs_sgd_batch": (7, ["data=fashion_mnist", "model=cnn", "trainer.max_epochs=5"]),
+    "small_batch_remedies": (12, ["data=fashion_mnist", "model=cnn", "trainer.max_epochs=5"]),
 }
 
 
@@ -33,17 +34,23 @@ def make(overrides, hydra=False):
 
 
 def jobs(name: str, extra=()) -> list[list[str]]:
-    """The overrides of each job Hydra's basic sweeper launches for `-m experiment=name`."""
-    cfg = make([f"experiment={name}", *extra], hydra=True)
-    params = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()]
-    parsed = OverridesParser.create().parse_overrides(params)
+    """The overrides of each job Hydra's basic sweeper launches for `-m experiment=name *extra`
+    (a comma list in `extra` replaces the experiment's sweep of that key, as on the command
+    line), each with the fixed overrides of `extra`."""
+    fixed = [o for o in extra if "," not in o]
+    cfg = make([f"experiment={name}", *fixed], hydra=True)
+    params = {k: str(v) for k, v in cfg.hydra.sweeper.params.items()}
+    params.update(o.split("=", 1) for o in extra if "," in o)
+    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
     (batch,) = BasicSweeper.split_arguments(parsed, None)
-    return batch
+    return [[*fixed, *job] for job in batch]
 
 
 @pytest.mark.parametrize("name", sorted(EXPERIMENTS))
 def test_sweep_size(name):
     assert len(jobs(name)) == EXPERIMENTS[name][0]
+    cpu_jobs = len(jobs(name, EXPERIMENTS[name][1]))
+    assert cpu_jobs == (5 if name.startswith("group_") else EXPERIMENTS[name][0])
     assert (CONF / "experiment" / f"{name}.yaml").read_text().startswith("# @package _global_")
 
 
@@ -52,7 +59,7 @@ def test_sweep_size(name):
 def test_every_job_builds(name, variant):
     extra = EXPERIMENTS[name][1] if variant == "cpu" else []
     for job in jobs(name, extra):
-        s = settings(make([f"experiment={name}", *extra, *job]))
+        s = settings(make([f"experiment={name}", *job]))
         module, spec = build_module(s), dataset_spec(s.data.name)
         x = torch.randn(2, spec.in_channels, spec.image_size, spec.image_size)
         with torch.no_grad():
