@@ -1,7 +1,6 @@
 """What the callbacks write to TensorBoard besides the module's scalars: step-exact scalars, the
 custom-scalars layout and the HPARAMS record."""
 
-
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.tensorboard.summary import hparams as tensorboard_hparams
