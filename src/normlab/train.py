@@ -21,7 +21,7 @@ from normlab.callbacks.board import every_norm_option, final_record, start_recor
 from normlab.callbacks.divergence import StopOnDivergence
 from normlab.callbacks.settings import statistics_callbacks
 from normlab.compile import compile_enabled, compile_mode, compile_model
-from normlab.config import ConfigError, Settings, settings
+from normlab.config import ConfigError, Settings, plain_value, settings
 from normlab.console import quiet_console
 from normlab.data import DataUnavailable, ImageClassificationData, dataset_spec
 from normlab.distributed import batch_sizes, enable_sync
@@ -94,7 +94,8 @@ def build_module(s: Settings) -> Classifier:
     if s.trainer.sync_batchnorm:
         enable_sync(model)
     parameters = sum(p.numel() for p in model.parameters())
-    log.info("norm %s %s, model %s (%.1fk parameters), lr %.4g", s.norm_name, s.norm_options,
+    options = {k: plain_value(v) for k, v in s.norm_options.items()}
+    log.info("norm %s %s, model %s (%.1fk parameters), lr %.4g", s.norm_name, options,
              s.model.name, parameters / 1e3, s.learning_rate())  # fmt: skip
     return Classifier(model, spec.num_classes, s.learning_rate(), s.optim)
 
