@@ -1,5 +1,6 @@
 """Every config group option composes, resolves and builds its model, with hydra.compose."""
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from omegaconf import OmegaConf
 
 from normlab.config import ConfigError, Settings, run_name, settings
 from normlab.data import dataset_spec
-from normlab.norms import NORMS
+from normlab.norms import NORMS, registry
 from normlab.optim import Schedule
 from normlab.train import build_module
 
@@ -202,3 +203,25 @@ def test_hydra_refuses_wrong_types_unknown_choices_and_keys(overrides, key, allo
 
 def test_batch_size_1_is_fine_without_batch_statistics():
     assert classifies(build_module(make(["norm=group", "data.batch_size=1"])), "cifar10", batch=1)
+
+
+def test_a_new_norm_gets_its_schema_from_its_builder():
+    """Registering a builder is all a new norm needs: its keyword options become its typed
+    config, with the builder's defaults, and the shared ranges apply to them."""
+
+    @registry.register("scratch_norm")
+    def build_scratch(num_channels, spatial_size=None, *, eps: float = 1e-3, k: int | None = None):
+        return torch.nn.Identity()
+
+    try:
+        node = OmegaConf.structured(registry.schema("scratch_norm"))
+        assert OmegaConf.to_container(node) == {"name": "scratch_norm", "eps": 1e-3, "k": None}
+        with pytest.raises(Exception, match="could not be converted to Float"):
+            node.eps = "small"
+        with pytest.raises(ConfigError, match=r"norm.eps=0.0; allowed: a number > 0"):
+            registry.schema("scratch_norm")(eps=0.0)
+        fields = {f.name: f.type for f in dataclasses.fields(registry.schema("scratch_norm"))}
+        assert fields["eps"] is float
+    finally:
+        del registry.NORMS["scratch_norm"]
+        registry.schema.cache_clear()
