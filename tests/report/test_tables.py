@@ -44,3 +44,13 @@ def test_figures_are_written_with_lines_per_norm(tmp_path):
     assert {"error_vs_batch.png", "gap_vs_batch.png", "drift_vs_batch.png"} <= written
     image = matplotlib.image.imread(tmp_path / "gap_vs_batch.png")
     assert image.shape[0] > 400 and image.shape[1] > 600
+
+
+def test_a_line_needs_two_x_values(tmp_path):
+    """GN rows all at G=8 across batch sizes make no groups figure."""
+    assert "error_vs_groups.png" not in {
+        p.name
+        for p in plot(
+            aggregate([{**r, "num_groups": 8} for r in ROWS if r["norm"] == "group"]), tmp_path
+        )
+    }

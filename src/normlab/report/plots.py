@@ -39,7 +39,8 @@ def series(table: list[dict], y: str, x: str) -> dict[str, list[dict]]:
             continue
         name = label(e) if len(settings) == 1 else f"{label(e)} ({e['dataset']}, {e['model']})"
         lines.setdefault(name, []).append(e)
-    return {k: sorted(v, key=lambda e: e[x]) for k, v in lines.items() if len(v) > 1}
+    return {k: sorted(v, key=lambda e: e[x]) for k, v in lines.items()
+            if len({e[x] for e in v}) > 1}  # fmt: skip
 
 
 def n_label(rows: list[dict]) -> str:
