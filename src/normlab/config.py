@@ -172,8 +172,6 @@ class Settings:
         require(self.compile == "auto" or isinstance(self.compile, bool), "compile",
                 self.compile, "auto, true, false")  # fmt: skip
         require(0 <= self.seed < 2**32, "seed", self.seed, "an integer in [0, 2**32 - 1]")
-        if isinstance(self.norm, dict | DictConfig):  # settings built by hand, not by Hydra
-            self.norm = norm_schema_instance(dict(self.norm))
         norm_registry.check_batch(self.norm_name, self.norm_options, self.data.batch_size)
         check_sync_batchnorm(self)
 
@@ -213,12 +211,6 @@ class Settings:
 def plain_value(value):
     """An Enum as its value (for JSON and TensorBoard); anything else as it is."""
     return getattr(value, "value", value)
-
-
-def norm_schema_instance(options: dict):
-    name = options.get("name")
-    require(name in norm_registry.NORMS, "norm.name", name, ", ".join(sorted(norm_registry.NORMS)))
-    return OmegaConf.to_object(OmegaConf.merge(norm_registry.schema(name), options))
 
 
 def settings(cfg: DictConfig) -> Settings:

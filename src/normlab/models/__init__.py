@@ -80,11 +80,7 @@ class CnnSettings(ModelSettings):
     """The small CNN."""
 
     name: str = "cnn"
-    width: int = 16  # channels of the first stage (then 2x, 4x)
-
-    def __post_init__(self):
-        super().__post_init__()
-        require(self.width >= 1, "model.width", self.width, "an integer >= 1")
+    width: int = 16  # channels of the first stage (then 2x, 4x); checked by SimpleCNN
 
 
 __all__ = [
