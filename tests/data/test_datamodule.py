@@ -1,11 +1,12 @@
 """The datamodule on a tiny CIFAR-10 copy in torchvision's format, and on real Fashion-MNIST."""
 
+import multiprocessing
 from urllib.error import URLError
 
 import pytest
 import torch
 
-from normlab.data import DataUnavailable, ImageClassificationData
+from normlab.data import DataUnavailable, ImageClassificationData, datasets
 from tests.data.available import needs_fashion_mnist
 from tests.data.tiny_cifar import tiny_datamodule, write_tiny_cifar10
 
@@ -85,6 +86,36 @@ def test_a_truncated_fashion_mnist_file_is_named(tmp_path):
     broken.write_bytes(broken.read_bytes()[:100_000])
     with pytest.raises(DataUnavailable, match=f"{broken} is missing, truncated or corrupted"):
         ImageClassificationData("fashion_mnist", root=tmp_path, download=False).prepare_data()
+
+
+def prepare_fashion_mnist(root) -> None:
+    ImageClassificationData("fashion_mnist", root=root, download=False).prepare_data()
+
+
+@needs_fashion_mnist
+def test_parallel_runs_stage_fashion_mnist_into_one_folder_at_once(tmp_path):
+    """A parallel sweep's first runs all find the folder empty and stage it together."""
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(4) as pool:
+        pool.map(prepare_fashion_mnist, [tmp_path] * 4)  # raises what a stager raised
+    raw = tmp_path / "FashionMNIST" / "raw"
+    assert sorted(p.name for p in raw.iterdir()) == [
+        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
+        "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+    ]  # fmt: skip
+    data = ImageClassificationData("fashion_mnist", root=tmp_path, val_size=5000, download=False)
+    data.setup()
+    assert (len(data.train_set), len(data.val_set), len(data.test_set)) == (55000, 5000, 10000)
+
+
+def test_a_corrupt_system_copy_is_named_and_leaves_nothing_staged(tmp_path, monkeypatch):
+    copy = tmp_path / "debian"
+    copy.mkdir()
+    (copy / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not gzip")
+    monkeypatch.setattr(datasets, "FASHION_MNIST_SYSTEM_COPY", copy)
+    with pytest.raises(DataUnavailable, match="t10k-labels-idx1-ubyte.gz cannot be decompressed"):
+        datasets.stage_fashion_mnist(tmp_path / "data")
+    assert list((tmp_path / "data" / "FashionMNIST" / "raw").iterdir()) == []
 
 
 def first_batch_labels_with_workers(root) -> list[int]:

@@ -5,8 +5,10 @@ can be checked and models built before any data is loaded.
 """
 
 import gzip
+import os
 import pickle
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,13 +99,20 @@ def stage_fashion_mnist(root: Path) -> None:
         target = raw / gz.name.removesuffix(".gz")
         if not target.exists():
             raw.mkdir(parents=True, exist_ok=True)
-            partial = target.with_suffix(".partial")
-            try:
-                with gzip.open(gz) as src, open(partial, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-            except (OSError, EOFError) as error:
-                raise DataUnavailable(f"{gz} cannot be decompressed ({error})") from None
-            partial.rename(target)  # only whole files get the final name
+            # Each stager writes its own temporary file and renames it whole (atomic on one
+            # file system): parallel runs staging at once never see or rename a partial file.
+            with tempfile.NamedTemporaryFile(
+                dir=raw, prefix=f".{target.name}.", delete=False
+            ) as dst:
+                partial = Path(dst.name)
+                try:
+                    with gzip.open(gz) as src:
+                        shutil.copyfileobj(src, dst)
+                except (OSError, EOFError) as error:
+                    partial.unlink(missing_ok=True)
+                    raise DataUnavailable(f"{gz} cannot be decompressed ({error})") from None
+            partial.chmod(0o644)  # a temporary file starts private
+            os.replace(partial, target)
 
 
 def load_fashion_mnist(root: Path, train: bool, download: bool, verify_checksums: bool) -> Dataset:
