@@ -2,7 +2,6 @@
 state it carries."""
 
 import logging
-import os
 import random
 from pathlib import Path
 
@@ -11,14 +10,15 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from normlab.atomic_write import written_whole
 from normlab.config import ConfigError
 
 log = logging.getLogger(__name__)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes a checkpoint whole or not at all: into `<name>.partial` beside it, flushed to disk,
-    then renamed over `<name>` (a rename within a folder is atomic on POSIX).
+    """Writes a checkpoint whole or not at all (`written_whole`: a temporary file beside it,
+    flushed to disk, then renamed over it).
 
     Lightning's own write goes through a temporary file in the system's temp folder, which is a
     copy, not a rename, when that folder is on another filesystem than the run: a kill during the
@@ -30,12 +30,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError(f"{type(self).__name__} takes no storage_options")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        with open(partial, "wb") as f:
+        with written_whole(path) as f:
             torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(partial, path)
 
 
 def first_line(error: Exception) -> str:

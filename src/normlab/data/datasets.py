@@ -5,10 +5,8 @@ can be checked and models built before any data is loaded.
 """
 
 import gzip
-import os
 import pickle
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,8 @@ from torch.utils.data import Dataset
 from torchvision import datasets
 from torchvision.datasets.mnist import read_image_file, read_label_file
 from torchvision.datasets.utils import check_integrity
+
+from normlab.atomic_write import written_whole
 
 # Where Debian's dataset-fashion-mnist package puts the original gzipped IDX files.
 FASHION_MNIST_SYSTEM_COPY = Path("/usr/share/datasets/fashion-mnist")
@@ -99,20 +99,11 @@ def stage_fashion_mnist(root: Path) -> None:
         target = raw / gz.name.removesuffix(".gz")
         if not target.exists():
             raw.mkdir(parents=True, exist_ok=True)
-            # Each stager writes its own temporary file and renames it whole (atomic on one
-            # file system): parallel runs staging at once never see or rename a partial file.
-            with tempfile.NamedTemporaryFile(
-                dir=raw, prefix=f".{target.name}.", delete=False
-            ) as dst:
-                partial = Path(dst.name)
-                try:
-                    with gzip.open(gz) as src:
-                        shutil.copyfileobj(src, dst)
-                except (OSError, EOFError) as error:
-                    partial.unlink(missing_ok=True)
-                    raise DataUnavailable(f"{gz} cannot be decompressed ({error})") from None
-            partial.chmod(0o644)  # a temporary file starts private
-            os.replace(partial, target)
+            try:  # parallel runs staging one folder at once each write a whole file
+                with written_whole(target) as dst, gzip.open(gz) as src:
+                    shutil.copyfileobj(src, dst)
+            except (OSError, EOFError) as error:
+                raise DataUnavailable(f"{gz} cannot be decompressed ({error})") from None
 
 
 def load_fashion_mnist(root: Path, train: bool, download: bool, verify_checksums: bool) -> Dataset:
