@@ -2,7 +2,7 @@
 
 import matplotlib.image
 
-from normlab.report.plots import plot
+from normlab.report.plots import plot, series
 from normlab.report.tables import aggregate, describe, markdown
 
 
@@ -54,3 +54,17 @@ def test_a_line_needs_two_x_values(tmp_path):
             aggregate([{**r, "num_groups": 8} for r in ROWS if r["norm"] == "group"]), tmp_path
         )
     }
+
+
+def test_precise_bn_at_test_is_its_own_line_in_the_test_error_figure(tmp_path):
+    """BN tested with population statistics shares BN's val error (validation uses the EMA) and
+    differs in test error: the test-error figure draws it as a line of its own."""
+    precise = [{**r, "population_at_test": True, "test_error": r["test_error"] - 1.0}
+               for r in ROWS if r["norm"] == "batch"]  # fmt: skip
+    table = aggregate([*ROWS, *precise])
+    lines = series(table, "test_error", "batch_size")
+    bn, bn_precise = lines["batch"], lines["batch (PreciseBN at test)"]
+    assert [e["batch_size"] for e in bn_precise] == [2, 32, 128]
+    differences = [a["test_error"] - b["test_error"] for a, b in zip(bn, bn_precise, strict=True)]
+    assert [round(d, 6) for d in differences] == [1.0] * 3
+    assert "test_error_vs_batch.png" in {p.name for p in plot(table, tmp_path)}

@@ -18,6 +18,9 @@ GAP = "train-mode minus eval-mode val accuracy (points)"
 FIGURES = [
     ("error_vs_batch.png", "val_error", "validation error (%)", "batch_size", BATCH),
     ("gap_vs_batch.png", "gap_points", GAP, "batch_size", BATCH),
+    # the figure where BN tested with population statistics (PreciseBN at test) differs from BN:
+    # its validation, during training, uses the EMA statistics as BN's does
+    ("test_error_vs_batch.png", "test_error", "test error (%)", "batch_size", BATCH),
     ("drift_vs_batch.png", "drift_to_batch", "running mean to batch mean (running-std units)",
      "batch_size", BATCH),
     ("error_vs_norm_batch.png", "val_error", "validation error (%)", "virtual_batch_size",
