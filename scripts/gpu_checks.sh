@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks, for a lent GPU machine; results under $OUT (default gpu_out/).
-#   bash scripts/gpu_checks.sh [STAGE ...]    STAGE: tests bench quickstart norms sweep (default: all)
+#   bash scripts/gpu_checks.sh [STAGE ...]    STAGE: tests bench quickstart norms sweep study
+#                                             (default: all but study)
 # Needs Hydra's wheels in .whl/ where Hydra is not installed, and, for the Fashion-MNIST runs where
 # /usr/share/datasets/fashion-mnist is absent, its four .gz files in .fmnist/.
 set -uo pipefail
@@ -25,9 +26,10 @@ fi
 for stage in $stages; do
   start=$(date +%s)
   case $stage in
-  tests)  # the parity suites on CUDA, eager and compiled (CUDA graphs)
-    timeout 170 python3 -m pytest -q -p no:cacheprovider tests/norms/test_cuda.py \
-      tests/test_compile.py -k "cuda" 2>&1 | tail -n 30 | tee "$out/cuda_tests.txt" ;;
+  tests)  # the parity suites on CUDA, eager and compiled (CUDA graphs), remedies included
+    timeout 300 python3 -m pytest -q -p no:cacheprovider tests/norms/test_cuda.py \
+      tests/norms/test_numerics.py tests/test_compile.py -k "cuda" 2>&1 | tail -n 40 \
+      | tee "$out/cuda_tests.txt" ;;
   bench)  # normlab eager / compiled (captured) against torch.nn, and the Lightning path
     timeout 150 python3 scripts/bench_train.py --device cuda --table norms --models resnet20 \
       --batches 2 32 --steps 30 --repeats 2 2>&1 | tee "$out/bench_train.md"
@@ -54,6 +56,17 @@ for stage in $stages; do
       echo "$launcher: exit $? after $(( $(date +%s) - s )) s" | tee -a "$out/sweep.txt"
       grep -h '"status"\|fit_seconds' gpu_runs/sweep_$launcher/*/metrics.json | tee -a "$out/sweep.txt"
     done ;;
+  study)  # bn_vs_gn_batch's batch-32 cells at the study budget, as a GPU user runs them
+    # (bf16, compiled), 3 seeds, packed on the parallel launcher; one JSON line per run
+    timeout 300 python3 train.py -m experiment=bn_vs_gn_batch data=fashion_mnist model=cnn \
+      trainer.max_epochs=5 seed=0,1,2 data.batch_size=32 hydra/launcher=parallel \
+      trainer.enable_progress_bar=false hydra.sweep.dir=gpu_runs/bn_vs_gn_batch \
+      > "$out/study.log" 2>&1
+    echo "exit $?" >> "$out/study.log"
+    for f in gpu_runs/bn_vs_gn_batch/*/metrics.json; do
+      python3 -c "import json, sys; print(json.dumps(json.load(open(sys.argv[1]))))" "$f"
+    done > "$out/study_metrics.jsonl"
+    wc -l < "$out/study_metrics.jsonl" ;;
   esac
   echo "== $stage: $(( $(date +%s) - start )) s" | tee -a "$out/stages.txt"
 done

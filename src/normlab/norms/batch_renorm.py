@@ -8,6 +8,36 @@ from normlab.norms.batch import BatchNorm2d
 from normlab.norms.registry import register
 
 
+def correction(
+    mean: Tensor,
+    var: Tensor,
+    running_mean: Tensor,
+    running_var: Tensor,
+    r_max: Tensor,
+    d_max: Tensor,
+    eps: float,
+) -> tuple[Tensor, Tensor]:
+    """r and d from the batch's (mean, var: shape (1, C, 1, 1)) and the running statistics."""
+    dtype, shape = mean.dtype, mean.shape
+    sigma = torch.sqrt(running_var.to(dtype) + eps).view(shape)
+    r = (torch.sqrt(var + eps) / sigma).clamp(1 / r_max, r_max)
+    d = ((mean - running_mean.to(dtype).view(shape)) / sigma).clamp(-d_max, d_max)
+    return r, d
+
+
+# Compiled, `correction` is one opaque op. torch.compile's partitioner may otherwise recompute
+# r and d in the backward from the running statistics, read after this step has updated them:
+# wrong gradients, silently (pytorch/pytorch#197039, open in torch 2.14).
+opaque_correction = torch.library.custom_op("normlab::renorm_correction", mutates_args=())(
+    correction
+)
+
+
+@opaque_correction.register_fake
+def _(mean, var, running_mean, running_var, r_max, d_max, eps):
+    return torch.empty_like(mean), torch.empty_like(mean)
+
+
 class BatchRenorm2d(BatchNorm2d):
     r"""Batch Renormalization over (N, C, H, W) input; statistics per C over N, H and W.
 
@@ -78,9 +108,8 @@ class BatchRenorm2d(BatchNorm2d):
         dtype = x_hat.dtype
         with torch.no_grad():  # r and d: per-channel constants (sg)
             r_max, d_max = self.bounds(self.num_batches_tracked)  # steps taken before this one
-            sigma = torch.sqrt(self.running_var.to(dtype) + self.eps).view(shape)
-            r = (torch.sqrt(var + self.eps) / sigma).clamp(1 / r_max, r_max)
-            d = ((mean - self.running_mean.to(dtype).view(shape)) / sigma).clamp(-d_max, d_max)
+            correct = opaque_correction if torch.compiler.is_compiling() else correction
+            r, d = correct(mean, var, self.running_mean, self.running_var, r_max, d_max, self.eps)
         gamma = 1 if self.weight is None else self.weight.view(shape).to(dtype)
         y = x_hat * (gamma * r) + gamma * d
         if self.bias is not None:
