@@ -27,7 +27,7 @@ def correction(
 
 # Compiled, `correction` is one opaque op. torch.compile's partitioner may otherwise recompute
 # r and d in the backward from the running statistics, read after this step has updated them:
-# wrong gradients, silently (pytorch/pytorch#197039, open in torch 2.14).
+# wrong gradients, silently (seen with torch 2.14.1; pytorch/pytorch#197039, an open fix).
 opaque_correction = torch.library.custom_op("normlab::renorm_correction", mutates_args=())(
     correction
 )
