@@ -2,8 +2,9 @@
 
 import matplotlib.image
 
+from normlab.report.collect import varying_options
 from normlab.report.plots import plot, series
-from normlab.report.tables import aggregate, describe, markdown
+from normlab.report.tables import aggregate, describe, label, markdown
 
 
 def row(norm, batch, seed, val_acc, gap_acc, images, **extra):
@@ -68,3 +69,24 @@ def test_precise_bn_at_test_is_its_own_line_in_the_test_error_figure(tmp_path):
     differences = [a["test_error"] - b["test_error"] for a, b in zip(bn, bn_precise, strict=True)]
     assert [round(d, 6) for d in differences] == [1.0] * 3
     assert "test_error_vs_batch.png" in {p.name for p in plot(table, tmp_path)}
+
+
+def test_runs_that_differ_in_a_norm_option_are_cells_of_their_own():
+    """Batch Renorm at two clip settings, and BN at one momentum: only the varying options
+    label a cell, and runs are pooled only across seeds."""
+    clips = {"momentum": 0.1, "r_max": 3.0, "d_max": 5.0}
+    rows = [
+        *(row("batch_renorm", 4, s, 0.89, 0.0, 275000, norm_options=clips) for s in (0, 1, 2)),
+        *(row("batch_renorm", 4, s, 0.90, 0.0, 275000,
+              norm_options={**clips, "r_max": 1.5, "d_max": 0.5}) for s in (0, 1, 2)),
+        *(row("batch", 4, s, 0.9, -0.01, 275000, norm_options={"momentum": 0.1}) for s in (0, 1)),
+    ]  # fmt: skip
+    varying_options(rows)
+    table = aggregate(rows)
+    assert [(e["norm"], e["n"], label(e)) for e in table] == [
+        ("batch", 2, "batch"),
+        ("batch_renorm", 3, "batch_renorm (r_max=1.5, d_max=0.5)"),
+        ("batch_renorm", 3, "batch_renorm (r_max=3.0, d_max=5.0)"),
+    ]
+    assert [round(e["val_error"], 6) for e in table[1:]] == [10.0, 11.0]
+    assert "| batch_renorm (r_max=1.5, d_max=0.5) | 4 |" in markdown(rows, table)

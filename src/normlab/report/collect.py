@@ -11,8 +11,10 @@ from normlab.norms.registry import effective_options
 
 # summary.csv's columns: the settings that tell runs apart, then the results.
 SETTINGS = ["dataset", "model", "norm", "weight_standardization", "population_at_test",
-            "batch_size", "virtual_batch_size", "num_groups", "group_size", "seed",
+            "batch_size", "virtual_batch_size", "num_groups", "group_size", "options", "seed",
             "lr"]  # fmt: skip
+# norm options with columns of their own, left out of `options`
+OWN_COLUMNS = {"name", "virtual_batch_size", "num_groups", "group_size"}
 FINAL_COLUMNS = [f.column for f in FINALS]
 # errors and the train/eval gap in percentage points, then the final values as logged
 RESULTS = ["val_error", "test_error", "gap_points", *FINAL_COLUMNS, "best_val_acc", "fit_seconds"]
@@ -51,6 +53,7 @@ def read_run(run_dir: Path, sweep: Path) -> dict:
         "num_groups": norm.get("num_groups") if norm.get("name") == "group" else None,
         "group_size": norm.get("group_size") if norm.get("name") == "group" else None,
         "seed": cfg.get("seed"),
+        "norm_options": {k: v for k, v in norm.items() if k not in OWN_COLUMNS},
     }
     metrics_file = run_dir / "metrics.json"
     if not metrics_file.is_file():
@@ -65,6 +68,20 @@ def read_run(run_dir: Path, sweep: Path) -> dict:
     return row
 
 
+def varying_options(rows: list[dict]) -> None:
+    """Set each row's `options`: its norm's options whose value differs between the sweep's runs
+    of that norm ("r_max=1.5, d_max=0.5"), so that runs differing only there are not pooled."""
+    values: dict[tuple, set] = {}
+    for row in rows:
+        for key, value in row["norm_options"].items():
+            values.setdefault((row["norm"], key), set()).add(repr(value))
+    for row in rows:
+        varying = [k for k in row["norm_options"] if len(values[(row["norm"], k)]) > 1]
+        row["options"] = ", ".join(f"{k}={row['norm_options'][k]}" for k in varying)
+
+
 def collect(sweep: Path) -> list[dict]:
     sweep = Path(sweep)
-    return [read_run(d, sweep) for d in run_dirs(sweep)]
+    rows = [read_run(d, sweep) for d in run_dirs(sweep)]
+    varying_options(rows)
+    return rows

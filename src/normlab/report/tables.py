@@ -8,15 +8,17 @@ from pathlib import Path
 from normlab.report.collect import COLUMNS
 
 GROUP_BY = ["dataset", "model", "norm", "weight_standardization", "population_at_test",
-            "batch_size", "virtual_batch_size", "num_groups", "group_size"]  # fmt: skip
+            "batch_size", "virtual_batch_size", "num_groups", "group_size", "options"]  # fmt: skip
 AGGREGATED = ["val_error", "test_error", "gap_points", "drift_to_batch", "precise_distance",
               "train_images"]  # fmt: skip
 UNEQUAL = 0.01  # training images differing by more than this fraction are flagged
 
 
 def label(entry: dict) -> str:
-    """The norm as a reader names it: batch, group+WS, batch (PreciseBN at test)."""
+    """The norm as a reader names it: batch, group+WS, batch (PreciseBN at test), and the options
+    that vary within the sweep: batch_renorm (r_max=1.5, d_max=0.5)."""
     text = entry["norm"] + ("+WS" if entry.get("weight_standardization") else "")
+    text += f" ({entry['options']})" if entry.get("options") else ""
     return text + (" (PreciseBN at test)" if entry.get("population_at_test") else "")
 
 
