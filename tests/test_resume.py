@@ -132,13 +132,13 @@ def uninterrupted(tiny_data, tmp_path_factory):
     """The reference for each data path: never killed, and without DataLoader workers."""
     done = {}
 
-    def reference(resident: bool, compile: bool = False) -> dict:
-        if (resident, compile) not in done:
+    def reference(resident: bool, compile: bool = False, norm: tuple = ()) -> dict:
+        if (resident, compile, norm) not in done:
             root = tmp_path_factory.mktemp("uninterrupted")
-            train(*ARGS, f"data.root={tiny_data}", f"data.resident={resident}",
+            train(*with_norm(ARGS, norm), f"data.root={tiny_data}", f"data.resident={resident}",
                   f"compile={compile}", "data.num_workers=0", f"paths.root={root}")  # fmt: skip
-            done[resident, compile] = final_state(*(root / "runs").iterdir())
-        return done[resident, compile]
+            done[resident, compile, norm] = final_state(*(root / "runs").iterdir())
+        return done[resident, compile, norm]
 
     return reference
 
@@ -153,6 +153,14 @@ def killed_at(point: str, root, *args) -> Path:
     return run_dir
 
 
+def with_norm(args: list[str], norm: tuple) -> list[str]:
+    """`args` with norm=batch replaced by the overrides in `norm` (none: BN)."""
+    return [a for a in args if a != "norm=batch"] + list(norm or ["norm=batch"])
+
+
+# Batch Renorm, its r/d clips ramping in within epoch 0 and clipping after: its step is its
+# num_batches_tracked, and compiled, r and d come from an opaque op (normlab::renorm_correction).
+RENORM = ("norm=batch_renorm", "norm.warmup_steps=20", "norm.ramp_steps=60")
 PER_IMAGE = ["data.resident=false"]  # PIL transforms in min(4, CPUs) persistent workers
 COMPILED = "compile=true"  # torch.compile on the CPU (its default there is eager)
 
@@ -163,23 +171,35 @@ COMPILED = "compile=true"  # torch.compile on the CPU (its default there is eage
     [
         ("mid_epoch", []),  # the default: tensor-resident data, no workers
         ("mid_epoch", [COMPILED]),
+        ("mid_epoch", [COMPILED, *RENORM]),
         ("mid_epoch", [*PER_IMAGE, "data.num_workers=0"]),
         ("mid_epoch", PER_IMAGE),
         ("between_epochs", [*PER_IMAGE, "data.persistent_workers=false"]),
         ("validation", PER_IMAGE),
     ],
+    ids=[
+        "resident",
+        "compiled",
+        "compiled_batch_renorm",
+        "per_image",
+        "workers",
+        "workers_between_epochs",
+        "workers_in_validation",
+    ],  # fmt: skip
 )
 def test_killed_then_started_again_ends_as_an_uninterrupted_run(
     point, data, tiny_data, uninterrupted, tmp_path
 ):
-    args = [*ARGS, f"data.root={tiny_data}", *data]
+    norm = tuple(a for a in data if a.startswith("norm"))
+    args = [*with_norm(ARGS, norm), f"data.root={tiny_data}", *(a for a in data if a not in norm)]
     run_dir = killed_at(point, tmp_path, *args)
     at_kill = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     assert at_kill["global_step"] == STEPS  # epoch 0's end
 
     result = train(*args, f"paths.root={tmp_path}")  # the same overrides, the same folder
     assert f"resuming from {run_dir / 'checkpoints' / 'last.ckpt'}" in result.stdout + result.stderr
-    reference = uninterrupted(resident=PER_IMAGE[0] not in data, compile=COMPILED in data)
+    reference = uninterrupted(resident=PER_IMAGE[0] not in data, compile=COMPILED in data,
+                              norm=norm)  # fmt: skip
     assert_same_end(final_state(run_dir), reference)
 
 
