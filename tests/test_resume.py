@@ -158,7 +158,7 @@ def with_norm(args: list[str], norm: tuple) -> list[str]:
     return [a for a in args if a != "norm=batch"] + list(norm or ["norm=batch"])
 
 
-# Batch Renorm, its r/d clips ramping in within epoch 0 and clipping after: its step is its
+# Batch Renorm, its r/d bounds ramped to their final values within epoch 0: its step is its
 # num_batches_tracked, and compiled, r and d come from an opaque op (normlab::renorm_correction).
 RENORM = ("norm=batch_renorm", "norm.warmup_steps=20", "norm.ramp_steps=60")
 PER_IMAGE = ["data.resident=false"]  # PIL transforms in min(4, CPUs) persistent workers
@@ -185,7 +185,7 @@ COMPILED = "compile=true"  # torch.compile on the CPU (its default there is eage
         "workers",
         "workers_between_epochs",
         "workers_in_validation",
-    ],  # fmt: skip
+    ],
 )
 def test_killed_then_started_again_ends_as_an_uninterrupted_run(
     point, data, tiny_data, uninterrupted, tmp_path

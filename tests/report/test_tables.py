@@ -72,8 +72,8 @@ def test_precise_bn_at_test_is_its_own_line_in_the_test_error_figure(tmp_path):
 
 
 def test_runs_that_differ_in_a_norm_option_are_cells_of_their_own():
-    """Batch Renorm at two clip settings, and BN at one momentum: only the varying options
-    label a cell, and runs are pooled only across seeds."""
+    """Batch Renorm at two clip settings and BN at one: only the options that vary label a
+    cell, and runs are pooled only across seeds."""
     clips = {"momentum": 0.1, "r_max": 3.0, "d_max": 5.0}
     rows = [
         *(row("batch_renorm", 4, s, 0.89, 0.0, 275000, norm_options=clips) for s in (0, 1, 2)),
