@@ -6,6 +6,7 @@ import json
 import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,12 @@ import pytest
 import torch
 
 from normlab.config import ConfigError
-from normlab.resume import AtomicCheckpointIO, RngStateInCheckpoint, checkpoint_to_resume
+from normlab.resume import (
+    AtomicCheckpointIO,
+    FitTimeInCheckpoint,
+    RngStateInCheckpoint,
+    checkpoint_to_resume,
+)
 from tests.data.tiny_cifar import write_tiny_cifar10
 from tests.runs import REPO, train
 
@@ -38,6 +44,21 @@ def test_rng_state_saved_in_a_checkpoint_is_restored_at_the_next_epoch_start(tmp
     later = draws()
     resumed.on_train_epoch_start(None, None)  # only once after a resume
     assert draws() != later
+
+
+def test_fit_seconds_add_up_over_the_sessions_of_a_resumed_run(tmp_path):
+    now = [100.0]
+    first = FitTimeInCheckpoint(clock=lambda: now[0])
+    first.on_fit_start(None, None)
+    now[0] = 130.0
+    torch.save({"callbacks": first.state_dict()}, tmp_path / "c.ckpt")  # 30 s in
+    now[0] = 137.0  # killed 7 s after that checkpoint: lost work, not counted
+    resumed = FitTimeInCheckpoint(clock=lambda: now[0])
+    resumed.load_state_dict(torch.load(tmp_path / "c.ckpt", weights_only=True)["callbacks"])
+    now[0] = 500.0
+    resumed.on_fit_start(None, None)
+    now[0] = 520.0
+    assert resumed.seconds() == 50.0  # 30 before the checkpoint + 20 after the resume
 
 
 def test_a_checkpoint_write_cut_short_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch):
@@ -196,8 +217,14 @@ def test_killed_then_started_again_ends_as_an_uninterrupted_run(
     at_kill = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     assert at_kill["global_step"] == STEPS  # epoch 0's end
 
+    started = time.perf_counter()
     result = train(*args, f"paths.root={tmp_path}")  # the same overrides, the same folder
+    resumed_seconds = time.perf_counter() - started
     assert f"resuming from {run_dir / 'checkpoints' / 'last.ckpt'}" in result.stdout + result.stderr
+    # fit_seconds counts epoch 0, run before the kill, too: more than the resumed session took
+    before = at_kill["callbacks"]["FitTimeInCheckpoint"]["seconds"]
+    fit_seconds = json.loads((run_dir / "metrics.json").read_text())["fit_seconds"]
+    assert 0 < before < fit_seconds < before + resumed_seconds
     reference = uninterrupted(resident=PER_IMAGE[0] not in data, compile=COMPILED in data,
                               norm=norm)  # fmt: skip
     assert_same_end(final_state(run_dir), reference)

@@ -1,8 +1,9 @@
 """Resuming a killed run: checkpoints written whole, the checkpoint to start from, and the RNG
-state it carries."""
+state and training time it carries."""
 
 import logging
 import random
+import time
 from pathlib import Path
 
 import numpy as np
@@ -120,3 +121,27 @@ class RngStateInCheckpoint(pl.Callback):
         if self.pending is not None:
             set_rng_states(self.pending)
             self.pending = None
+
+
+class FitTimeInCheckpoint(pl.Callback):
+    """Training seconds summed over the sessions of a resumed run: each checkpoint carries the
+    seconds up to its writing, and a resumed fit adds its own to those of the checkpoint it
+    started from (the time between that checkpoint and a kill is lost work, not counted)."""
+
+    def __init__(self, clock=time.perf_counter):
+        self.clock = clock
+        self.before = 0.0  # seconds of the sessions before this one
+        self.started: float | None = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.started = self.clock()
+
+    def seconds(self) -> float:
+        """Training seconds so far, this session's included."""
+        return self.before + (self.clock() - self.started if self.started is not None else 0.0)
+
+    def state_dict(self) -> dict:
+        return {"seconds": self.seconds()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.before = float(state_dict["seconds"])

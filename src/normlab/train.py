@@ -3,7 +3,6 @@
 import json
 import logging
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,7 +28,12 @@ from normlab.metric_names import json_key
 from normlab.models import build_model
 from normlab.module import Classifier
 from normlab.norms import NORMS, norm_factory, options_of
-from normlab.resume import AtomicCheckpointIO, RngStateInCheckpoint, checkpoint_to_resume
+from normlab.resume import (
+    AtomicCheckpointIO,
+    FitTimeInCheckpoint,
+    RngStateInCheckpoint,
+    checkpoint_to_resume,
+)
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +192,8 @@ def run(config: DictConfig | Settings, run_dir: Path | None = None) -> RunRecord
     )
     divergence = StopOnDivergence()
     statistics = statistics_callbacks(s.callbacks)
-    callbacks = [RngStateInCheckpoint(), checkpoint, divergence, *statistics]
+    fit_time = FitTimeInCheckpoint()
+    callbacks = [RngStateInCheckpoint(), fit_time, checkpoint, divergence, *statistics]
     if s.callbacks.checkpoint.save_last:  # after `checkpoint`: last.ckpt holds its best score
         callbacks.append(last_checkpoint(run_dir / "checkpoints"))
     if s.callbacks.lr_monitor:
@@ -213,10 +218,9 @@ def run(config: DictConfig | Settings, run_dir: Path | None = None) -> RunRecord
         log.info("compile: torch.compile, mode %s", compile_mode(device_type) or "default")
     norm_option_names = {name: options_of(name) for name in NORMS}
     start_record(logger, every_norm_option(s.key_choices(world), norm_option_names))
-    started = time.perf_counter()
     resume_from = checkpoint_to_resume(run_dir, s.ckpt_path)
     trainer.fit(module, datamodule=data, ckpt_path=resume_from)
-    fit_seconds = time.perf_counter() - started
+    fit_seconds = fit_time.seconds()  # every session's, for a resumed run
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     for callback in (*statistics, divergence):
         final.update(callback.summary)
