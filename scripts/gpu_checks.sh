@@ -57,17 +57,15 @@ for stage in $stages; do
       grep -h '"status"\|fit_seconds' gpu_runs/sweep_$launcher/*/metrics.json | tee -a "$out/sweep.txt"
     done ;;
   remedies)  # each small-batch remedy through train.py as a GPU user runs it (bf16, compiled):
-    # 600 steps at batch 4 (Batch Renorm's r, d clip from step 500), all at once; status of each
+    # 600 steps at batch 4 (Batch Renorm's r, d clip from step 500), all at once; the report's
+    # table (errors, gap, and every run that did not finish, with its status)
     timeout 240 python3 train.py -m experiment=small_batch_remedies data=fashion_mnist \
       model=cnn remedy=bn,bn_precise,gn,gn_ws,batch_renorm,frn data.batch_size=4 \
       trainer.max_epochs=1 trainer.limit_train_batches=600 trainer.enable_progress_bar=false \
       hydra/launcher=parallel hydra.sweep.dir=gpu_runs/remedies > "$out/remedies.log" 2>&1
     echo "exit $?" | tee -a "$out/remedies.log"
-    for f in gpu_runs/remedies/*/metrics.json; do
-      python3 -c "import json, sys; m = json.load(open(sys.argv[1]))
-print(sys.argv[1].split('/')[-2], m['status'], 'val_acc', m.get('val_acc'), 'test_acc',
-      m.get('test_acc'), 'gap_acc', m.get('gap_acc'))" "$f"
-    done | tee "$out/remedies.txt" ;;
+    python3 scripts/summarize.py gpu_runs/remedies --out "$out/remedies" > /dev/null
+    cat "$out/remedies/summary.md" ;;
   study)  # bn_vs_gn_batch's batch-32 cells at the study budget, as a GPU user runs them
     # (bf16, compiled), 3 seeds, packed on the parallel launcher; one JSON line per run
     timeout 300 python3 train.py -m experiment=bn_vs_gn_batch data=fashion_mnist model=cnn \
