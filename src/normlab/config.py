@@ -21,7 +21,7 @@ from normlab.models import CnnSettings, ResNetSettings
 from normlab.norms import registry as norm_registry
 from normlab.optim import OptimSettings
 
-MAX_RUN_NAME = 80  # characters: what TensorBoard's sidebar and legends show whole
+MAX_RUN_NAME = 80  # bytes: what TensorBoard's sidebar and legends show whole
 
 
 def run_name_order(item: str) -> tuple[int, str]:
@@ -53,23 +53,30 @@ def swept_keys(sweep_dir: str | None) -> set[str] | None:
     return {o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()}
 
 
+def path_safe(name: str) -> str:
+    """`name` as one folder name: '/' and '..' percent-encoded, so no value nests folders or
+    climbs out of the output root."""
+    return name.replace("%", "%25").replace("/", "%2F").replace("..", ".%2E")
+
+
 def run_name(
     override_dirname: str, sweep_dir: str | None = None, max_length: int = MAX_RUN_NAME
 ) -> str:
     """A run is named by its overrides, norm first, then the batch size, then the rest
     (norm=group,data.batch_size=8,seed=1); in a sweep (`sweep_dir`), by the overrides the sweep
-    varies only; plain runs: 'defaults'. Past `max_length` characters the name is cut at an
-    override boundary and ends in a hash of the whole, so it stays unique; the full overrides
-    are in the run's .hydra/overrides.yaml and metrics.json."""
+    varies only; plain runs: 'defaults'. '/' and '..' in a value are percent-encoded
+    (path_safe). Past `max_length` bytes (UTF-8: what a file system limits) the name is cut at
+    an override boundary and ends in a hash of the whole, so it stays unique; the full
+    overrides are in the run's .hydra/overrides.yaml and metrics.json."""
     items = re.split(r",(?=[^,=]+=)", override_dirname) if override_dirname else []
     varied = swept_keys(sweep_dir)
     if varied:
         items = [item for item in items if override_key(item) in varied]
-    name = ",".join(sorted(items, key=run_name_order)) or "defaults"
-    if len(name) <= max_length:
+    name = path_safe(",".join(sorted(items, key=run_name_order)) or "defaults")
+    if len(name.encode()) <= max_length:
         return name
     digest = "~" + hashlib.sha1(name.encode()).hexdigest()[:8]
-    kept = name[: max_length - len(digest)]
+    kept = name.encode()[: max_length - len(digest)].decode(errors="ignore")
     if "," in kept:
         kept = kept[: kept.rindex(",")]
     return kept + digest
@@ -96,6 +103,14 @@ def parallel_jobs() -> int:
 
 
 OmegaConf.register_new_resolver("parallel_jobs", parallel_jobs, replace=True)
+
+
+# What trainer.precision and trainer.accelerator may be (Lightning's own names).
+PRECISIONS = (
+    *("auto", "32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "16-true", "bf16-true"),
+    *("64-true", "64", "transformer-engine", "transformer-engine-float16"),
+)
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 
 
 @dataclass
@@ -125,9 +140,51 @@ class TrainerSettings:
     sync_batchnorm: bool = False
 
     def __post_init__(self):
-        epochs = self.max_epochs
+        epochs, steps = self.max_epochs, self.max_steps
         require(epochs is None or epochs == -1 or epochs >= 1, "trainer.max_epochs", epochs,
                 "an integer >= 1, or -1 (no limit)")  # fmt: skip
+        require(steps == -1 or steps >= 1, "trainer.max_steps", steps,
+                "an integer >= 1, or -1 (no limit)")  # fmt: skip
+        require(
+            steps >= 1 or epochs not in (None, -1),
+            "trainer.max_epochs",
+            epochs,
+            "an integer >= 1 when trainer.max_steps is -1 (the lr schedule needs an end)",
+        )
+        require(str(self.precision) in PRECISIONS, "trainer.precision", self.precision,
+                ", ".join(PRECISIONS))  # fmt: skip
+        require(self.accelerator in ACCELERATORS, "trainer.accelerator", self.accelerator,
+                ", ".join(ACCELERATORS))  # fmt: skip
+        devices = self.devices
+        require(devices in ("auto", -1) or (isinstance(devices, int) and devices >= 1)
+                or (isinstance(devices, str) and devices.isdigit() and int(devices) >= 1)
+                or (isinstance(devices, list | tuple) and len(devices) >= 1),
+                "trainer.devices", devices,
+                "auto, -1 (all), an integer >= 1, or a list of device indices")  # fmt: skip
+        require(self.num_nodes >= 1, "trainer.num_nodes", self.num_nodes, "an integer >= 1")
+        for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+            limit = getattr(self, key)
+            require(limit is None or (isinstance(limit, int) and limit >= 1)
+                    or (isinstance(limit, float) and 0 < limit <= 1), f"trainer.{key}", limit,
+                    "an integer >= 1 (batches), a fraction in (0, 1], or null (all)")  # fmt: skip
+        every = self.check_val_every_n_epoch
+        require(every is None or every >= 1, "trainer.check_val_every_n_epoch", every,
+                "an integer >= 1, or null")  # fmt: skip
+        require(self.log_every_n_steps >= 1, "trainer.log_every_n_steps", self.log_every_n_steps,
+                "an integer >= 1")  # fmt: skip
+        require(self.num_sanity_val_steps >= -1, "trainer.num_sanity_val_steps",
+                self.num_sanity_val_steps, "an integer >= 0, or -1 (every batch)")  # fmt: skip
+        clip = self.gradient_clip_val
+        require(clip is None or clip >= 0, "trainer.gradient_clip_val", clip,
+                "a number >= 0, or null (no clipping)")  # fmt: skip
+        require(self.deterministic in (True, False, "warn"), "trainer.deterministic",
+                self.deterministic, "true, false, warn")  # fmt: skip
+
+    def require_available(self) -> None:
+        """ConfigError when the accelerator asked for is not on this machine."""
+        require(self.accelerator not in ("gpu", "cuda") or torch.cuda.is_available(),
+                "trainer.accelerator", self.accelerator,
+                "auto or cpu: no CUDA GPU is visible to torch here")  # fmt: skip
 
     def lightning_options(self) -> dict:
         options = dataclasses.asdict(self)

@@ -1,5 +1,5 @@
-"""What a run prints: Lightning's messages without its tips, deprecation noise or absolute
-checkpoint paths (relative to the run folder instead)."""
+"""What a run prints: Lightning's messages without its tips, its hardware inventory, deprecation
+noise or absolute checkpoint paths (relative to the run folder instead)."""
 
 import logging
 import warnings
@@ -8,8 +8,14 @@ from pathlib import Path
 LIGHTNING_INFO = "pytorch_lightning.utilities.rank_zero"  # where rank_zero_info writes
 
 
+# Lightning's lines that nobody acts on: tips, and which accelerators exist (train.log names
+# the device a run used).
+DROPPED = ("💡 Tip", "GPU available:", "TPU available:", "HPU available:")
+
+
 class RelativePaths(logging.Filter):
-    """Drops Lightning's tips; writes paths under `run_dir` relative to it."""
+    """Drops Lightning's tips and hardware inventory; writes paths under `run_dir` relative
+    to it."""
 
     def __init__(self, run_dir: Path):
         super().__init__()
@@ -17,7 +23,7 @@ class RelativePaths(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if message.startswith("💡 Tip"):
+        if message.startswith(DROPPED):
             return False
         if self.prefix in message:
             record.msg, record.args = message.replace(self.prefix, ""), None

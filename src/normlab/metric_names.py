@@ -19,6 +19,8 @@ PRECISE_DISTANCE_PREFIX = "precise/distance"
 PRECISE_DISTANCE = PRECISE_DISTANCE_PREFIX + "_mean"
 VAL_ACC_POPULATION = "precise/val_acc_population"
 DIVERGED_AT_STEP = "diverged_at_step"
+# What every epoch logs, so what best.ckpt can be chosen by (callbacks.checkpoint.monitor).
+EPOCH_METRICS = (VAL_ACC, "val/loss", "train/acc", "train/loss")
 EPOCHS, STEPS, TRAIN_IMAGES = "epochs", "steps", "train_images"
 
 

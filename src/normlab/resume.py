@@ -12,7 +12,9 @@ import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from normlab.atomic_write import written_whole
-from normlab.config import ConfigError
+from normlab.errors import ConfigError
+from normlab.record import require_same_settings
+from normlab.run_identity import RunIdentity
 
 log = logging.getLogger(__name__)
 
@@ -39,40 +41,100 @@ def first_line(error: Exception) -> str:
     return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
 
 
-def read_step(path: Path) -> int:
-    """The checkpoint's global step; raises if the file cannot be read whole."""
-    return int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
+# The checkpoints normlab writes into a run folder: the only files a resume reads there.
+CHECKPOINT_NAMES = ("last.ckpt", "best.ckpt")
+IDENTITY_KEY = "normlab_identity"  # a checkpoint's identity: {"hash", "settings"}
 
 
-def checkpoint_to_resume(run_dir: Path, ckpt_path: str | None) -> str | None:
-    """`ckpt_path` when given (ConfigError if it cannot be read), else the newest readable
-    checkpoint of the run folder (last.ckpt unless it is torn), else None: start from scratch.
+def read_checkpoint(path: Path) -> dict:
+    """A checkpoint's contents, loaded safely (weights_only: plain tensors and containers, no
+    code) and memory-mapped (tensors are read only when touched); raises if it cannot be."""
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
 
-    Each unreadable checkpoint is reported in one line and passed over, so a run killed while
-    writing one resumes from the one before, or starts again, and never fails for good. (A run
-    folder whose metrics.json says finished is not trained again at all; see run().)
+
+def check_fits(
+    checkpoint: dict, path, identity: RunIdentity | None, module: torch.nn.Module | None
+) -> None:
+    """ConfigError unless `checkpoint` is of `identity`'s settings (when it says) and its
+    weights fit `module` key for key and shape for shape (each check skipped when None)."""
+    own = checkpoint.get(IDENTITY_KEY)
+    if own is not None and identity is not None:
+        record = {"identity": own.get("hash"), "settings": own.get("settings")}
+        require_same_settings(record, identity, Path(path).parent.parent, f"a checkpoint {path}")
+    if module is None:
+        return
+    theirs = {k: tuple(v.shape) for k, v in (checkpoint.get("state_dict") or {}).items()}
+    ours = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    if theirs != ours:
+        missing, extra = sorted(set(ours) - set(theirs)), sorted(set(theirs) - set(ours))
+        shapes = sorted(k for k in set(ours) & set(theirs) if ours[k] != theirs[k])
+        found = [f"{label}: {', '.join(keys[:3])}{' …' if len(keys) > 3 else ''}"
+                 for label, keys in (("missing", missing), ("unexpected", extra),
+                                     ("other shape", shapes)) if keys]  # fmt: skip
+        raise ConfigError(
+            f"ckpt_path={path} does not fit this model ({'; '.join(found)}); allowed: a "
+            "checkpoint of this model, norm and dataset"
+        )
+
+
+def checkpoint_to_resume(
+    run_dir: Path,
+    ckpt_path: str | None,
+    identity: RunIdentity | None = None,
+    module: torch.nn.Module | None = None,
+) -> str | None:
+    """`ckpt_path` when given, else the newest readable checkpoint of the run folder (last.ckpt
+    unless it is torn), else None: start from scratch. ConfigError, in one line naming the file,
+    for a `ckpt_path` that cannot be read safely or does not fit, and for a folder checkpoint of
+    other settings.
+
+    Each unreadable checkpoint of the folder is reported in one line and passed over, so a run
+    killed while writing one resumes from the one before, or starts again, and never fails for
+    good. Only the names normlab writes are read (CHECKPOINT_NAMES). (A run folder whose
+    metrics.json says finished is not trained again at all; see run().)
     """
     if ckpt_path:
         try:
-            read_step(Path(ckpt_path))
+            checkpoint = read_checkpoint(Path(ckpt_path))
+            int(checkpoint["global_step"])
         except Exception as error:
             raise ConfigError(
-                f"ckpt_path={ckpt_path} cannot be read ({first_line(error)})"
+                f"ckpt_path={ckpt_path} cannot be read ({first_line(error)}); allowed: "
+                "a checkpoint written by normlab or Lightning"
             ) from None
+        check_fits(checkpoint, ckpt_path, identity, module)
         return ckpt_path
     readable = {}
-    for path in sorted((Path(run_dir) / "checkpoints").glob("*.ckpt")):
+    folder = Path(run_dir) / "checkpoints"
+    for path in (folder / name for name in CHECKPOINT_NAMES):
+        if not path.is_file():
+            continue
         try:
-            readable[path] = read_step(path)
+            checkpoint = read_checkpoint(path)
+            readable[path] = int(checkpoint["global_step"])
         except Exception as error:
-            log.warning("%s cannot be read, not resuming from it (%s)", path, first_line(error))
+            log.warning("%s cannot be read, not resuming from it (%s)", path,
+                        first_line(error))  # fmt: skip
+            continue
+        check_fits(checkpoint, path, identity, module)
     if not readable:
-        if (Path(run_dir) / "checkpoints").is_dir():
+        if folder.is_dir():
             log.warning("no readable checkpoint in %s: training from the start", run_dir)
         return None
     newest = max(readable, key=lambda p: (readable[p], p.name == "last.ckpt"))
     log.info("resuming from %s (step %d)", newest, readable[newest])
     return str(newest)
+
+
+class IdentityInCheckpoint(pl.Callback):
+    """Writes the run's identity (normlab.run_identity) into every checkpoint, so a resume can
+    tell a checkpoint of other settings."""
+
+    def __init__(self, identity: RunIdentity):
+        self.identity = identity
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint[IDENTITY_KEY] = {"hash": self.identity.hash, "settings": self.identity.settings}
 
 
 def rng_states() -> dict:

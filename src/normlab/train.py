@@ -1,7 +1,7 @@
 """run(cfg): a Hydra config (or Settings) in; a trained, tested model and metrics.json out."""
 
-import json
 import logging
+import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -13,11 +13,12 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from torch import nn
 
 from normlab import metric_names as names
 from normlab.callbacks.board import every_norm_option, final_record, start_record
-from normlab.callbacks.divergence import StopOnDivergence
+from normlab.callbacks.divergence import CheckpointUnlessDiverged, StopOnDivergence
 from normlab.callbacks.settings import statistics_callbacks
 from normlab.compile import compile_enabled, compile_mode, compile_model
 from normlab.config import ConfigError, Settings, plain_value, settings
@@ -28,12 +29,17 @@ from normlab.metric_names import json_key
 from normlab.models import build_model
 from normlab.module import Classifier
 from normlab.norms import NORMS, norm_factory, options_of
+from normlab.record import RecordUnreadable, finished_record, read_record, write_record
 from normlab.resume import (
     AtomicCheckpointIO,
     FitTimeInCheckpoint,
+    IdentityInCheckpoint,
     RngStateInCheckpoint,
     checkpoint_to_resume,
+    first_line,
 )
+from normlab.run_identity import RunIdentity
+from normlab.run_lock import RunFolderBusy, run_folder_lock
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +51,7 @@ def output_dir(root: str) -> Path:
     return Path(root) / "runs" / "direct"
 
 
-def last_checkpoint(dirpath: Path) -> ModelCheckpoint:
+def last_checkpoint(dirpath: Path, divergence: StopOnDivergence) -> ModelCheckpoint:
     """Writes last.ckpt at the end of every epoch (after its validation): what a killed run
     resumes from.
 
@@ -53,7 +59,9 @@ def last_checkpoint(dirpath: Path) -> ModelCheckpoint:
     top-k checkpoint is written at the same step, so a run whose validation accuracy stopped
     improving would resume from its best epoch, not its latest.
     """
-    return ModelCheckpoint(dirpath=dirpath, filename="last", enable_version_counter=False)
+    return CheckpointUnlessDiverged(
+        divergence, dirpath=dirpath, filename="last", enable_version_counter=False
+    )
 
 
 class NormSiteError(nn.Identity):
@@ -85,7 +93,8 @@ class RecordingFactory:
 
 def build_module(s: Settings) -> Classifier:
     """The model for the settings' norm, model and dataset; ConfigError for a norm that cannot
-    be built at some layer (naming it), before any data is read."""
+    be built at some layer (naming it), before any data is read. Its lr is the single-device
+    one: make_trainer's `settle_lr` sets it for the devices the run has."""
     spec = dataset_spec(s.data.name)
     factory = RecordingFactory(norm_factory(s.norm_name, **s.norm_options))
     try:
@@ -97,10 +106,6 @@ def build_module(s: Settings) -> Classifier:
     factory.raise_first_error(model)
     if s.trainer.sync_batchnorm:
         enable_sync(model)
-    parameters = sum(p.numel() for p in model.parameters())
-    options = {k: plain_value(v) for k, v in s.norm_options.items()}
-    log.info("norm %s %s, model %s (%.1fk parameters), lr %.4g", s.norm_name, options,
-             s.model.name, parameters / 1e3, s.learning_rate())  # fmt: skip
     return Classifier(model, spec.num_classes, s.learning_rate(), s.optim)
 
 
@@ -115,27 +120,34 @@ class RunRecord:
 def write_metrics(
     run_dir: Path, s: Settings | None, status: str, world_size: int = 1, **results
 ) -> dict:
-    """metrics.json (written by the global rank zero only); returns its record."""
+    """metrics.json (written by the global rank zero only, whole): the status, the key settings,
+    the run's identity and every setting that changes its numbers, the results; returns it."""
     try:
         choices = s.key_choices(world_size) if s is not None else {}
+        identity = RunIdentity.of(s) if s is not None else None
     except Exception:  # settings too broken to describe still get their status recorded
-        choices = {}
+        choices, identity = {}, None
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     record = {"status": status, **choices, **results, "overrides": overrides}
+    if identity is not None:
+        record.update(identity=identity.hash, settings=identity.settings)
     if rank_zero_only.rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
+        write_record(run_dir, record)
     return record
 
 
-def finished_record(run_dir: Path) -> dict | None:
-    """The run folder's metrics.json when it says the run finished, else None."""
-    path = run_dir / "metrics.json"
-    if path.is_file():
-        record = json.loads(path.read_text())
-        if record.get("status") == "finished":
-            return record
-    return None
+def record_failure(run_dir: Path, s: Settings | None, message: str) -> None:
+    """Records a failed run, unless the folder holds a finished run (kept as it is); a record
+    that cannot be written (a full disk) is said in one line."""
+    try:
+        if (read_record(run_dir) or {}).get("status") == "finished":
+            return
+    except RecordUnreadable:
+        pass
+    try:
+        write_metrics(run_dir, s, "failed", error=message)
+    except OSError as error:
+        log.error("%s/metrics.json could not be written (%s)", run_dir, error)
 
 
 def in_sweep() -> bool:
@@ -144,19 +156,21 @@ def in_sweep() -> bool:
 
 def run_and_record(cfg: DictConfig) -> float:
     """run(cfg) as train.py calls it; returns the final validation accuracy (for sweepers).
-    A failure is recorded in metrics.json (status 'failed').
+    A failure is recorded in metrics.json (status 'failed'), but over no finished record, and
+    not in a folder another process is running.
 
-    Bad config or missing data: one line on stderr, exit code 2. Any other error: re-raised.
-    In a sweep, the error is logged and the sweep goes on with the next run.
+    Bad config, missing data, a busy run folder: one line on stderr, exit code 2. Any other
+    error: re-raised. In a sweep, the error is logged and the sweep goes on with the next run.
     """
     s = None
     try:
         s = settings(cfg)
         return run(s).metrics.get(json_key(names.VAL_ACC), float("nan"))
     except Exception as error:
-        expected = isinstance(error, ConfigError | DataUnavailable)
+        expected = isinstance(error, ConfigError | DataUnavailable | RunFolderBusy)
         message = f"{error}" if expected else f"{type(error).__name__}: {error}"
-        write_metrics(output_dir(cfg.paths.root), s, "failed", error=message)
+        if not isinstance(error, RunFolderBusy):
+            record_failure(output_dir(cfg.paths.root), s, message)
         if in_sweep():
             log.error("run failed, the sweep goes on: %s", message, exc_info=not expected)
             return float("nan")
@@ -166,80 +180,151 @@ def run_and_record(cfg: DictConfig) -> float:
         raise
 
 
-def run(config: DictConfig | Settings, run_dir: Path | None = None) -> RunRecord:
-    """Train, test on the best checkpoint, write metrics.json; return the run's record.
-    `run_dir`: default Hydra's run folder (outside Hydra: <paths.root>/runs/direct)."""
-    s = settings(config) if isinstance(config, DictConfig) else config
-    pl.seed_everything(s.seed, workers=True, verbose=False)
-    module = build_module(s)
-    run_dir = Path(run_dir) if run_dir is not None else output_dir(s.paths.root)
-    done = finished_record(run_dir)
-    if done is not None and not s.ckpt_path:
-        log.info("%s already finished, not training again (move the folder to retrain)", run_dir)
-        return RunRecord(run_dir, done)
-    quiet_console(run_dir)
-    data = ImageClassificationData(**asdict(s.data), seed=s.seed)
-    data.prepare_data()  # a missing dataset fails here, before a trainer or a log exists
+@dataclass
+class Fit:
+    """A run's trainer and the callbacks whose results it records."""
 
+    trainer: pl.Trainer
+    logger: TensorBoardLogger
+    checkpoint: ModelCheckpoint
+    divergence: StopOnDivergence
+    statistics: list[pl.Callback]
+    fit_time: FitTimeInCheckpoint
+
+
+def probe_images(s: Settings) -> int | None:
+    """The validation images val/acc sees under trainer.limit_val_batches (None: all), which
+    the statistics probes then see too."""
+    limit = s.trainer.limit_val_batches
+    if limit is None:
+        return None
+    if isinstance(limit, float):
+        return max(1, int(limit * s.data.val_size))
+    return limit * (s.data.eval_batch_size or s.data.batch_size)
+
+
+def make_trainer(s: Settings, run_dir: Path, identity: RunIdentity) -> Fit:
+    """The Trainer, its TensorBoard logger and callbacks; Lightning's own refusals as one-line
+    ConfigErrors, before any data is read."""
     # version="" puts the events in the run folder itself: one TensorBoard run per Hydra run.
     logger = TensorBoardLogger(save_dir=str(run_dir), name="", version="", **asdict(s.logger))
-    checkpoint = ModelCheckpoint(
+    divergence = StopOnDivergence()
+    checkpoint = CheckpointUnlessDiverged(
+        divergence,
         dirpath=run_dir / "checkpoints",
         filename="best",
         enable_version_counter=False,
         monitor=s.callbacks.checkpoint.monitor,
         mode=s.callbacks.checkpoint.mode.value,
     )
-    divergence = StopOnDivergence()
-    statistics = statistics_callbacks(s.callbacks)
+    statistics = statistics_callbacks(s.callbacks, probe_images(s))
     fit_time = FitTimeInCheckpoint()
-    callbacks = [RngStateInCheckpoint(), fit_time, checkpoint, divergence, *statistics]
+    callbacks = [RngStateInCheckpoint(), fit_time, IdentityInCheckpoint(identity), checkpoint,
+                 divergence, *statistics]  # fmt: skip
     if s.callbacks.checkpoint.save_last:  # after `checkpoint`: last.ckpt holds its best score
-        callbacks.append(last_checkpoint(run_dir / "checkpoints"))
+        callbacks.append(last_checkpoint(run_dir / "checkpoints", divergence))
     if s.callbacks.lr_monitor:
         callbacks.append(LearningRateMonitor("step"))
-    trainer = pl.Trainer(
-        **s.trainer.lightning_options(),
-        logger=logger,
-        callbacks=callbacks,
-        plugins=[AtomicCheckpointIO()],
-        default_root_dir=str(run_dir),
-        use_distributed_sampler=False,  # the datamodule shards by rank itself
-    )
+    s.trainer.require_available()
+    try:
+        trainer = pl.Trainer(
+            **s.trainer.lightning_options(),
+            logger=logger,
+            callbacks=callbacks,
+            plugins=[AtomicCheckpointIO()],
+            default_root_dir=str(run_dir),
+            use_distributed_sampler=False,  # the datamodule shards by rank itself
+        )
+    except (MisconfigurationException, ValueError, RuntimeError) as error:
+        raise ConfigError(f"trainer: Lightning refuses these settings ({first_line(error)}); "
+                          "allowed: what pytorch_lightning.Trainer accepts") from None  # fmt: skip
+    return Fit(trainer, logger, checkpoint, divergence, statistics, fit_time)
+
+
+def settle_lr(s: Settings, module: Classifier, trainer: pl.Trainer) -> None:
+    """The lr for the SGD batch (batch_size on each device), set once and then logged."""
     world = trainer.world_size
-    module.lr = s.learning_rate(world)  # from the SGD batch: batch_size on each device
-    sizes = batch_sizes(s, world)
+    module.lr = s.learning_rate(world)
+    options = {k: plain_value(v) for k, v in s.norm_options.items()}
+    parameters = sum(p.numel() for p in module.model.parameters())
+    log.info("norm %s %s, model %s (%.1fk parameters), lr %.4g, on %s", s.norm_name, options,
+             s.model.name, parameters / 1e3, module.lr, trainer.strategy.root_device)  # fmt: skip
     if world > 1:
-        log.info("%d devices: SGD batch %d, normalization batch %s, lr %.4g", world,
-                 sizes["sgd_batch_size"], sizes["norm_batch_size"], module.lr)  # fmt: skip
-    device_type = trainer.strategy.root_device.type
-    if compile_enabled(s.compile, device_type):
-        compile_model(module.model, device_type)
-        log.info("compile: torch.compile, mode %s", compile_mode(device_type) or "default")
-    norm_option_names = {name: options_of(name) for name in NORMS}
-    start_record(logger, every_norm_option(s.key_choices(world), norm_option_names))
-    resume_from = checkpoint_to_resume(run_dir, s.ckpt_path)
-    trainer.fit(module, datamodule=data, ckpt_path=resume_from)
-    fit_seconds = fit_time.seconds()  # every session's, for a resumed run
+        sizes = batch_sizes(s, world)
+        log.info("%d devices: SGD batch %d, normalization batch %s", world,
+                 sizes["sgd_batch_size"], sizes["norm_batch_size"])  # fmt: skip
+
+
+def final_results(fit: Fit, module: Classifier, data, s: Settings) -> dict:
+    """Validation, statistics and test results (test on best.ckpt), as metrics.json keys; the
+    fit's seconds (every session's, for a resumed run), read before testing."""
+    trainer = fit.trainer
+    fit_seconds = fit.fit_time.seconds()
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-    for callback in (*statistics, divergence):
+    for callback in (*fit.statistics, fit.divergence):
         final.update(callback.summary)
-    best = checkpoint.best_model_path or None
-    if best or divergence.step is None:  # a diverged run is tested only on a finite checkpoint
-        test = trainer.test(module, datamodule=data, ckpt_path=best)[0]
+    best = fit.checkpoint.best_model_path or None
+    if best or fit.divergence.step is None:  # a diverged run is tested on a finite one only
+        test = trainer.test(module, datamodule=data, ckpt_path=best, weights_only=True)[0]
         final.update({k: float(v) for k, v in test.items()})
     final[names.EPOCHS] = float(trainer.current_epoch)
     final[names.STEPS] = float(trainer.global_step)
-    final[names.TRAIN_IMAGES] = float(trainer.global_step * sizes["sgd_batch_size"])
-    final_record(logger, trainer.global_step, final)
+    sgd_batch = batch_sizes(s, trainer.world_size)["sgd_batch_size"]
+    final[names.TRAIN_IMAGES] = float(trainer.global_step * sgd_batch)
+    final_record(fit.logger, trainer.global_step, final)
     results = {json_key(k): v for k, v in final.items() if k.count("/") <= 1}  # no layer tags
     if best:
-        results["best_val_acc"] = float(checkpoint.best_model_score)
-    status = "finished" if divergence.step is None else "diverged"
-    if divergence.step is not None:
-        results["step"] = divergence.step
-        log.warning("training loss not finite at step %d: run stopped, recorded as diverged",
-                    divergence.step)  # fmt: skip
-    record = write_metrics(run_dir, s, status, world, **results, fit_seconds=fit_seconds,
-                           best_checkpoint=best)  # fmt: skip
+        results["best_val_acc"] = float(fit.checkpoint.best_model_score)
+    results["fit_seconds"] = fit_seconds
+    # relative to the run folder: a committed record names no machine's folders
+    root = fit.trainer.default_root_dir
+    results["best_checkpoint"] = os.path.relpath(best, root) if best else None
+    return results
+
+
+def run_status(fit: Fit, results: dict) -> str:
+    """finished; diverged (with its step); failed when no step was trained."""
+    step = fit.divergence.step
+    if step is not None:
+        results["step"] = step
+        log.warning("not finite at step %d (loss, weights or running statistics): run stopped, "
+                    "recorded as diverged", step)  # fmt: skip
+        return "diverged"
+    if fit.trainer.global_step == 0:
+        results["error"] = "trained 0 steps"
+        return "failed"
+    return "finished"
+
+
+def run(config: DictConfig | Settings, run_dir: Path | None = None) -> RunRecord:
+    """Train, test on the best checkpoint, write metrics.json; return the run's record.
+    `run_dir`: default Hydra's run folder (outside Hydra: <paths.root>/runs/direct). One process
+    per folder; a finished run of the same settings is returned, not trained again."""
+    s = settings(config) if isinstance(config, DictConfig) else config
+    run_dir = Path(run_dir) if run_dir is not None else output_dir(s.paths.root)
+    identity = RunIdentity.of(s)
+    with run_folder_lock(run_dir):
+        done = finished_record(run_dir, identity)
+        if done is not None and not s.ckpt_path:
+            log.info("%s already finished, not training again (move the folder to retrain)",
+                     run_dir)  # fmt: skip
+            return RunRecord(run_dir, done)
+        pl.seed_everything(s.seed, workers=True, verbose=False)
+        module = build_module(s)
+        quiet_console(run_dir)
+        fit = make_trainer(s, run_dir, identity)
+        settle_lr(s, module, fit.trainer)
+        resume_from = checkpoint_to_resume(run_dir, s.ckpt_path, identity, module)
+        data = ImageClassificationData(**asdict(s.data), seed=s.seed)
+        data.prepare_data()  # a missing dataset fails here, before training starts
+        device_type = fit.trainer.strategy.root_device.type
+        if compile_enabled(s.compile, device_type):
+            compile_model(module.model, device_type)
+            log.info("compile: torch.compile, mode %s", compile_mode(device_type) or "default")
+        choices = s.key_choices(fit.trainer.world_size)
+        start_record(fit.logger, every_norm_option(choices, {n: options_of(n) for n in NORMS}))
+        fit.trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
+        results = final_results(fit, module, data, s)
+        status = run_status(fit, results)
+        record = write_metrics(run_dir, s, status, fit.trainer.world_size, **results)
     return RunRecord(run_dir, record)

@@ -1,7 +1,9 @@
-"""Stop a run cleanly at its first non-finite training loss, so a sweep can go on."""
+"""Stop a run cleanly at its first non-finite training loss, validation loss, weight or running
+statistic, so a sweep can go on; and checkpoints that are never written of a diverged model."""
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 from normlab import metric_names as names
 
@@ -9,7 +11,10 @@ NOT_YET = 2**62  # first_bad_step before any non-finite loss
 
 
 class StopOnDivergence(pl.Callback):
-    """Records the step of the first NaN or Inf training loss and asks the trainer to stop.
+    """Records the step of the first NaN or Inf training loss and asks the trainer to stop; and
+    at each validation (before its checkpoints), the same for a non-finite validation loss,
+    parameter or buffer (running statistics), which the training loss under batch statistics
+    can hide.
 
     No host sync per step: the step of the first non-finite loss is kept on the loss's device
     and read every `every_n_steps` steps and at each epoch's last batch (before its validation
@@ -30,13 +35,47 @@ class StopOnDivergence(pl.Callback):
             self.first_bad_step = torch.full((), NOT_YET, device=loss.device)
         here = torch.where(finite, NOT_YET, trainer.global_step)
         torch.minimum(self.first_bad_step, here, out=self.first_bad_step)
-        last_batch = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
-        if trainer.global_step % self.every_n_steps == 0 or last_batch:
+        if trainer.global_step % self.every_n_steps == 0 or trainer.is_last_batch:
             first = int(self.first_bad_step)
             if first != NOT_YET:
                 self.step = first
                 trainer.should_stop = True
 
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self.step is not None or trainer.sanity_checking:
+            return
+        loss = trainer.callback_metrics.get("val/loss")
+        tensors = [*pl_module.parameters(), *pl_module.buffers()]
+        finite = [torch.isfinite(t).all() for t in tensors if t.is_floating_point()]
+        if loss is not None:
+            finite.append(torch.isfinite(torch.as_tensor(loss)).all().to(finite[0].device))
+        if not bool(torch.stack(finite).all()):
+            self.step = trainer.global_step
+            trainer.should_stop = True
+
     @property
     def summary(self) -> dict[str, float]:
         return {} if self.step is None else {names.DIVERGED_AT_STEP: float(self.step)}
+
+
+class CheckpointUnlessDiverged(ModelCheckpoint):
+    """ModelCheckpoint that writes nothing once `divergence` has found the run diverged: a
+    best.ckpt or last.ckpt is never a model with NaN or Inf in it. (Lightning runs checkpoint
+    callbacks after all others, so the divergence check of a validation comes first.)"""
+
+    def __init__(self, divergence: StopOnDivergence, **options):
+        super().__init__(**options)
+        self.divergence = divergence
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self.divergence.step is None:
+            super().on_validation_end(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self.divergence.step is None:
+            super().on_train_epoch_end(trainer, pl_module)
+
+    @property
+    def state_key(self) -> str:
+        """ModelCheckpoint's own key, so checkpoints of either class resume into the other."""
+        return super().state_key.replace(type(self).__qualname__, "ModelCheckpoint", 1)

@@ -5,6 +5,7 @@ from enum import Enum
 
 import pytorch_lightning as pl
 
+from normlab import metric_names as names
 from normlab.callbacks.drift import RunningStatsDrift
 from normlab.callbacks.population import PopulationStats
 from normlab.callbacks.train_eval_gap import TrainEvalGap
@@ -23,6 +24,10 @@ class CheckpointSettings:
     monitor: str = "val/acc"
     mode: Mode = Mode.max
     save_last: bool = True
+
+    def __post_init__(self):
+        require(self.monitor in names.EPOCH_METRICS, "callbacks.checkpoint.monitor", self.monitor,
+                ", ".join(names.EPOCH_METRICS))  # fmt: skip
 
 
 @dataclass
@@ -77,16 +82,21 @@ class CallbacksSettings:
     population: PopulationSettings = field(default_factory=PopulationSettings)
 
 
-def statistics_callbacks(settings: CallbacksSettings) -> list[pl.Callback]:
-    """The enabled statistics callbacks, each with its own options."""
+def statistics_callbacks(
+    settings: CallbacksSettings, val_images: int | None = None
+) -> list[pl.Callback]:
+    """The enabled statistics callbacks, each with its own options; the validation probes see
+    at most `val_images` images (those val/acc sees under trainer.limit_val_batches)."""
     kinds = [
-        (settings.drift, RunningStatsDrift),
-        (settings.train_eval_gap, TrainEvalGap),
-        (settings.population, PopulationStats),
+        (settings.drift, RunningStatsDrift, None),
+        (settings.train_eval_gap, TrainEvalGap, "max_samples"),
+        (settings.population, PopulationStats, "val_samples"),
     ]
     callbacks = []
-    for options, kind in kinds:
+    for options, kind, val_key in kinds:
         options = asdict(options)
+        if val_key is not None and val_images is not None:
+            options[val_key] = min(options[val_key] or val_images, val_images)
         if options.pop("enabled"):
             callbacks.append(kind(**options))
     return callbacks

@@ -81,6 +81,13 @@ class DataSettings:
             self.val_size,
             f"an integer from 1 to {size - 1} ({self.name} has {size} training images)",
         )
+        left = size - self.val_size
+        require(self.batch_size <= left, "data.batch_size", self.batch_size,
+                f"at most {left} (the {self.name} training images that data.val_size="
+                f"{self.val_size} leaves: one full batch an epoch), or a smaller data.val_size",
+                context=f"with data.val_size={self.val_size}")  # fmt: skip
+        require(0 <= self.split_seed < 2**63, "data.split_seed", self.split_seed,
+                "an integer in [0, 2**63 - 1]")  # fmt: skip
         require(self.eval_batch_size is None or self.eval_batch_size >= 1, "data.eval_batch_size",
                 self.eval_batch_size, "an integer >= 1, or null (= batch_size)")  # fmt: skip
         require(self.num_workers is None or self.num_workers >= 0, "data.num_workers",

@@ -40,6 +40,38 @@ class DatasetSpec:
     train_size: int  # images in the official training split
 
 
+# What a CIFAR pickle may name: numpy's array reconstruction and nothing else.
+SAFE_PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),  # bytes in a protocol-2 pickle written by Python 3
+}
+
+
+class UnsafePickle(pickle.UnpicklingError):
+    """A data file that names code to run."""
+
+
+class ArraysOnly(pickle.Unpickler):
+    """An unpickler for data files: plain containers and numpy arrays; any other global (the
+    way a crafted pickle runs code) raises pickle.UnpicklingError before it is called."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in SAFE_PICKLE_GLOBALS:
+            raise UnsafePickle(f"it names {module}.{name}, which a data file never does")
+        return super().find_class(module, name)
+
+
+def unpickles_safely(path: Path) -> None:
+    """Raises unless `path` unpickles to data alone (ArraysOnly); runs nothing it names."""
+    with open(path, "rb") as f:
+        ArraysOnly(f, encoding="latin1").load()
+
+
 def without_checksums(cls: type) -> type:
     """The same torchvision CIFAR class, checking that its files exist instead of their md5."""
     return type(
@@ -63,17 +95,33 @@ def broken_cifar_file(cls: type, folder: Path, verify_checksums: bool) -> str:
         if verify_checksums and not check_integrity(str(path), md5):
             return f"{path} fails its md5 check (truncated or corrupted)"
         try:
-            with open(path, "rb") as f:
-                pickle.load(f, encoding="latin1")
+            unpickles_safely(path)
+        except UnsafePickle as error:
+            return f"{path} cannot be read safely: {error}"
         except Exception as error:
             return f"{path} cannot be read, truncated or corrupted ({type(error).__name__})"
     return f"{folder} could not be read"
 
 
 def load_cifar(cls: type) -> Callable[..., Dataset]:
+    """torchvision's CIFAR class, which unpickles its files, reached only once each file has
+    passed its md5 check (torchvision's own) or, with `verify_checksums` off, once each file
+    has unpickled as data alone (ArraysOnly): a planted pickle never runs."""
+
     def load(root: Path, train: bool, download: bool, verify_checksums: bool) -> Dataset:
         dataset_cls = cls if verify_checksums else without_checksums(cls)
         folder = Path(root) / cls.base_folder
+        if not verify_checksums and folder.is_dir():
+            files = [*cls.train_list, *cls.test_list, [cls.meta["filename"], None]]
+            for filename, _ in files:
+                path = folder / filename
+                try:
+                    if path.is_file():
+                        unpickles_safely(path)
+                except UnsafePickle as error:
+                    raise DataUnavailable(f"{path} cannot be read safely: {error}") from None
+                except Exception:
+                    pass  # truncated or corrupted: torchvision's load below fails and says which
         try:
             return dataset_cls(str(root), train=train, download=download)
         except URLError as error:  # offline, or the server refused

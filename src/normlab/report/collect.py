@@ -1,6 +1,5 @@
 """A sweep folder -> one row per run: its settings, status and final metrics (reads files only)."""
 
-import json
 import math
 from pathlib import Path
 
@@ -8,6 +7,8 @@ from omegaconf import OmegaConf
 
 from normlab.metric_names import FINALS, json_key
 from normlab.norms.registry import effective_options
+from normlab.record import RecordUnreadable, read_record
+from normlab.run_identity import flat
 
 # summary.csv's columns: the settings that tell runs apart, then the results.
 SETTINGS = ["dataset", "model", "norm", "weight_standardization", "population_at_test",
@@ -22,8 +23,12 @@ COLUMNS = ["run", "status", *SETTINGS, *RESULTS, "step", "error"]
 
 
 def run_dirs(sweep: Path) -> list[Path]:
-    """Every run folder under `sweep`: those with Hydra's .hydra/config.yaml."""
-    return sorted(p.parent.parent for p in Path(sweep).rglob(".hydra/config.yaml"))
+    """Every run folder under `sweep`: those with a metrics.json or Hydra's .hydra/config.yaml
+    (a run still going)."""
+    sweep = Path(sweep)
+    found = {p.parent for p in sweep.rglob("metrics.json")}
+    found |= {p.parent.parent for p in sweep.rglob(".hydra/config.yaml")}
+    return sorted(found)
 
 
 def error_percent(acc) -> float:
@@ -35,30 +40,52 @@ def points(fraction) -> float:
     return 100 * fraction if ok else math.nan
 
 
+def settings_of(record: dict | None, run_dir: Path) -> dict:
+    """The run's settings as identity keys (normlab.run_identity): from its own record; for a
+    record written before records carried them, or a run still going, from .hydra/config.yaml."""
+    if record is not None and "settings" in record:
+        return record["settings"]
+    config = run_dir / ".hydra" / "config.yaml"
+    if not config.is_file():
+        return {}
+    cfg = OmegaConf.to_container(OmegaConf.load(config), resolve=True)
+    cfg.pop("hydra", None)
+    return flat(cfg)
+
+
 def read_run(run_dir: Path, sweep: Path) -> dict:
-    """One row. A run with no metrics.json yet is 'running' (or was killed before writing it)."""
-    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    norm = OmegaConf.to_container(cfg.get("norm", {}), resolve=True)
+    """One row. A run with no metrics.json yet is 'running' (or was killed before writing it);
+    one whose metrics.json cannot be read is 'corrupt'."""
+    try:
+        record, status = read_record(run_dir), None
+    except RecordUnreadable as error:
+        record, status = None, "corrupt"
+        corrupt = str(error)
+    cfg = settings_of(record, run_dir)
+    norm = {k.removeprefix("norm."): v for k, v in cfg.items() if k.startswith("norm.")}
     norm = effective_options(norm.get("name"), norm) if norm.get("name") else norm
-    population = cfg.get("callbacks", {}).get("population", {}) or {}
+    population = cfg.get("callbacks.population.enabled") and cfg.get(
+        "callbacks.population.apply_at_end"
+    )
     row = {
         "run": str(run_dir.relative_to(sweep)) if run_dir != sweep else run_dir.name,
-        "dataset": cfg.data.name,
-        "model": cfg.model.name,
+        "dataset": cfg.get("data.name"),
+        "model": cfg.get("model.name"),
         "norm": norm.get("name"),
-        "weight_standardization": bool(cfg.model.get("weight_standardization", False)),
-        "population_at_test": bool(population.get("enabled") and population.get("apply_at_end")),
-        "batch_size": cfg.data.batch_size,
+        "weight_standardization": bool(cfg.get("model.weight_standardization", False)),
+        "population_at_test": bool(population),
+        "batch_size": cfg.get("data.batch_size"),
         "virtual_batch_size": norm.get("virtual_batch_size"),  # ghost_batch's normalization batch
         "num_groups": norm.get("num_groups") if norm.get("name") == "group" else None,
         "group_size": norm.get("group_size") if norm.get("name") == "group" else None,
         "seed": cfg.get("seed"),
         "norm_options": {k: v for k, v in norm.items() if k not in OWN_COLUMNS},
     }
-    metrics_file = run_dir / "metrics.json"
-    if not metrics_file.is_file():
+    if status == "corrupt":
+        return {**row, "status": status, "error": corrupt}
+    if record is None:
         return {**row, "status": "running"}
-    metrics = json.loads(metrics_file.read_text())
+    metrics = record
     row.update({k: metrics.get(k) for k in ("status", "lr", "best_val_acc", "fit_seconds", "step",
                                              "error")})  # fmt: skip
     row.update({f.column: metrics.get(json_key(f.tag)) for f in FINALS})
