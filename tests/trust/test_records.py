@@ -1,0 +1,92 @@
+"""metrics.json: written whole, never through a symlink, never over a finished record, and a
+cut one is 'corrupt' in the report with the rest of the table intact."""
+
+import errno
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from normlab import train as train_module
+from normlab.record import RecordUnreadable, read_record, write_record
+from normlab.report import collect, summarize
+from normlab.run_identity import RunIdentity
+from tests.test_config import make
+
+
+def hand_made_run(folder, norm: str, acc: float, seed: int) -> None:
+    s = make([f"norm={norm}", f"seed={seed}", "data.batch_size=8"])
+    identity = RunIdentity.of(s)
+    write_record(folder, {"status": "finished", **s.key_choices(), "identity": identity.hash,
+                          "settings": identity.settings, "val_acc": acc, "test_acc": acc})  # fmt: skip
+
+
+def test_a_symlinked_record_is_replaced_not_followed(tmp_path):
+    target = tmp_path / "elsewhere.json"
+    target.write_text("keep me")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.json").symlink_to(target)
+    write_record(tmp_path / "run", {"status": "finished"})
+    assert target.read_text() == "keep me"
+    assert not (tmp_path / "run" / "metrics.json").is_symlink()
+    assert read_record(tmp_path / "run") == {"status": "finished"}
+
+
+def test_a_write_that_fails_leaves_the_old_record_whole(tmp_path, monkeypatch):
+    write_record(tmp_path, {"status": "finished", "val_acc": 0.5})
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(json, "dumps", full_disk)
+    with pytest.raises(OSError):
+        write_record(tmp_path, {"status": "failed"})
+    assert read_record(tmp_path) == {"status": "finished", "val_acc": 0.5}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temporary left
+
+
+def test_a_failure_record_that_cannot_be_written_is_one_line(tmp_path, monkeypatch, caplog):
+    def full_disk(run_dir, record):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(train_module, "write_record", full_disk)
+    with caplog.at_level("ERROR"):
+        train_module.record_failure(tmp_path, None, "boom")  # no second traceback
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "metrics.json could not be written" in line and "\n" not in line
+
+
+def test_a_failure_never_overwrites_a_finished_record(tmp_path):
+    write_record(tmp_path, {"status": "finished", "val_acc": 0.5})
+    train_module.record_failure(tmp_path, None, "ckpt_path=x cannot be read")
+    assert read_record(tmp_path)["status"] == "finished"
+    write_record(tmp_path, {"status": "failed"})
+    train_module.record_failure(tmp_path, None, "again")
+    assert read_record(tmp_path) == {"status": "failed", "error": "again", "overrides": []}
+
+
+def test_a_cut_record_is_one_line_and_corrupt_in_the_report(tmp_path):
+    hand_made_run(tmp_path / "a", "batch", 0.9, 0)
+    hand_made_run(tmp_path / "b", "batch", 0.8, 1)
+    hand_made_run(tmp_path / "c", "group", 0.7, 0)
+    text = (tmp_path / "c" / "metrics.json").read_text()
+    (tmp_path / "c" / "metrics.json").write_text(text[: len(text) // 2])
+    with pytest.raises(RecordUnreadable) as error:
+        read_record(tmp_path / "c")
+    assert "cannot be read (JSONDecodeError" in str(error.value)
+    assert "\n" not in str(error.value)
+    rows = {r["run"]: r for r in collect(tmp_path)}
+    assert rows["c"]["status"] == "corrupt" and rows["a"]["status"] == "finished"
+    assert (rows["a"]["norm"], rows["a"]["batch_size"]) == ("batch", 8)  # from the record
+    summarize(tmp_path, tmp_path / "out")
+    table = (tmp_path / "out" / "summary.md").read_text()
+    assert "| batch | 8 |  |  | 15.00 ± 7.07 |" in table  # BN's mean error over the good runs
+    assert "| c | corrupt |" in table and "cannot be read (JSONDecodeError" in table
+
+
+def test_a_run_that_trained_no_step_never_ends_finished():
+    fit = SimpleNamespace(trainer=SimpleNamespace(global_step=0),
+                          divergence=SimpleNamespace(step=None))  # fmt: skip
+    results = {}
+    assert train_module.run_status(fit, results) == "failed"
+    assert results["error"] == "trained 0 steps"
