@@ -17,8 +17,9 @@ from tests.test_config import make
 def hand_made_run(folder, norm: str, acc: float, seed: int) -> None:
     s = make([f"norm={norm}", f"seed={seed}", "data.batch_size=8"])
     identity = RunIdentity.of(s)
+    results = {"val_acc": acc, "test_acc": acc}
     write_record(folder, {"status": "finished", **s.key_choices(), "identity": identity.hash,
-                          "settings": identity.settings, "val_acc": acc, "test_acc": acc})  # fmt: skip
+                          "settings": identity.settings, **results})  # fmt: skip
 
 
 def test_a_symlinked_record_is_replaced_not_followed(tmp_path):
