@@ -5,9 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-
 from normlab.train import RunRecord, run
+from tests.configs import compose
 from tests.data.tiny_cifar import write_tiny_cifar10
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,9 +24,7 @@ def train(*overrides, check=True) -> subprocess.CompletedProcess:
 def train_here(*overrides, run_dir: Path) -> RunRecord:
     """run() in this process with these overrides, into `run_dir`: train.py's work without an
     interpreter start-up."""
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=list(overrides))
-    return run(cfg, run_dir=run_dir)
+    return run(compose(overrides), run_dir=run_dir)
 
 
 def tiny_overrides(tmp_path: Path) -> list[str]:

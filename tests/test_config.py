@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
@@ -15,19 +14,14 @@ from normlab.data import dataset_spec
 from normlab.norms import NORMS, registry
 from normlab.optim import Schedule
 from normlab.train import build_module
+from tests.configs import compose, make
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 
 
-def compose_train(overrides=(), hydra=False):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("train", overrides=list(overrides), return_hydra_config=hydra)
-
-
-def make(overrides=()) -> Settings:
-    return settings(compose_train(overrides))
+compose_train = compose
 
 
 def test_every_group_has_options():

@@ -4,18 +4,14 @@ and the batch bookkeeping and SyncBN switches behind them."""
 import json
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from normlab.config import ConfigError, settings
+from normlab.config import ConfigError
 from normlab.distributed import batch_sizes
+from normlab.norms import BatchNorm2d
 from normlab.train import build_module
+from tests.configs import make
 from tests.data.tiny_cifar import write_tiny_cifar10
-from tests.runs import REPO, train
-
-
-def make(overrides):
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return settings(compose("train", overrides=overrides))
+from tests.runs import train
 
 
 @pytest.mark.slow
@@ -51,8 +47,8 @@ def test_batch_sizes_per_device_synced_and_virtual():
 
 def test_trainer_sync_batchnorm_syncs_normlab_bn_or_is_refused_in_one_line():
     module = build_module(make(["norm=batch", "trainer.sync_batchnorm=true"]))
-    layers = [m for m in module.modules() if hasattr(m, "sync_batch_stats")]
-    assert layers and all(m.sync_batch_stats for m in layers)
+    layers = [m for m in module.modules() if isinstance(m, BatchNorm2d)]
+    assert layers and all(m.sync and "sync=True" in repr(m) for m in layers)
     with pytest.raises(ConfigError) as error:
         build_module(make(["norm=group", "trainer.sync_batchnorm=true"]))
     assert str(error.value) == (

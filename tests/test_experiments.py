@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from normlab.config import settings
+from normlab.config import parallel_jobs, settings
 from normlab.data import dataset_spec
 from normlab.train import build_module
+from tests.configs import compose
 from tests.runs import REPO, tiny_overrides, train
 
 CONF = REPO / "conf"
@@ -28,9 +28,7 @@ EXPERIMENTS = {
 }
 
 
-def make(overrides, hydra=False):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("train", overrides=overrides, return_hydra_config=hydra)
+make = compose
 
 
 def jobs(name: str, extra=()) -> list[list[str]]:
@@ -51,7 +49,6 @@ def test_sweep_size(name):
     assert len(jobs(name)) == EXPERIMENTS[name][0]
     cpu_jobs = len(jobs(name, EXPERIMENTS[name][1]))
     assert cpu_jobs == (5 if name.startswith("group_") else EXPERIMENTS[name][0])
-    assert (CONF / "experiment" / f"{name}.yaml").read_text().startswith("# @package _global_")
 
 
 @pytest.mark.parametrize("name", sorted(EXPERIMENTS))
@@ -68,7 +65,8 @@ def test_every_job_builds(name, variant):
 
 def test_launcher_presets_compose():
     cfg = make(["hydra/launcher=parallel"], hydra=True)
-    assert "joblib" in cfg.hydra.launcher._target_.lower() and cfg.hydra.launcher.n_jobs == 2
+    assert "joblib" in cfg.hydra.launcher._target_.lower()
+    assert cfg.hydra.launcher.n_jobs == parallel_jobs()  # this host's default
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     cfg = make(["hydra/launcher=slurm"], hydra=True)
     assert "submitit" in cfg.hydra.launcher._target_.lower()

@@ -241,6 +241,8 @@ class Settings:
         """The options norm_factory(norm_name, ...) takes (a group_size replaces num_groups)."""
         options = dataclasses.asdict(self.norm)
         del options["name"]
+        if self.trainer.sync_batchnorm:  # refused unless the norm syncs (check_sync_batchnorm)
+            options["sync"] = True
         return norm_registry.effective_options(self.norm.name, options)
 
     def learning_rate(self, world_size: int = 1) -> float:

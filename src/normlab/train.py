@@ -24,7 +24,7 @@ from normlab.compile import compile_enabled, compile_mode, compile_model
 from normlab.config import ConfigError, Settings, plain_value, settings
 from normlab.console import quiet_console
 from normlab.data import DataUnavailable, ImageClassificationData, dataset_spec
-from normlab.distributed import batch_sizes, enable_sync
+from normlab.distributed import batch_sizes
 from normlab.metric_names import json_key
 from normlab.models import build_model
 from normlab.module import Classifier
@@ -104,8 +104,6 @@ def build_module(s: Settings) -> Classifier:
     except ValueError as error:
         raise ConfigError(str(error)) from None
     factory.raise_first_error(model)
-    if s.trainer.sync_batchnorm:
-        enable_sync(model)
     return Classifier(model, spec.num_classes, s.learning_rate(), s.optim)
 
 

@@ -3,7 +3,7 @@
 import re
 
 from normlab import metric_names as names
-from normlab.callbacks.board import ABSENT, HPARAM_METRICS, LAYOUT
+from normlab.callbacks.board import HPARAM_METRICS, LAYOUT, final_record
 
 UNITS = {  # a chart's quantity, from its tags
     "accuracy": re.compile(r"(val_acc|/acc$)"),
@@ -26,10 +26,29 @@ def test_every_custom_scalar_chart_shows_one_quantity():
         assert gap_chart or "gap" not in title, title
 
 
+class RecordingLogger:
+    def __init__(self):
+        self.logged: dict[str, float] = {}
+
+    def log_metrics(self, values: dict, step: int) -> None:
+        self.logged.update(values)
+
+    def save(self) -> None:
+        pass
+
+
 def test_hparams_columns_include_training_length_and_absent_values_are_documented():
     """README: hp/drift_* and hp/precise_distance are 0 without running statistics,
-    hp/diverged_at_step is -1 without divergence."""
+    hp/diverged_at_step is -1 without divergence; a run that has them logs its own."""
     assert HPARAM_METRICS["hp/drift_to_batch"] == "stats/drift_mean_to_batch_mean"
     assert {"hp/epochs", "hp/steps", "hp/train_images", "hp/val_acc"} <= set(HPARAM_METRICS)
-    assert ABSENT == {"hp/drift_to_batch": 0.0, "hp/drift_change": 0.0,
-                      "hp/precise_distance": 0.0, "hp/diverged_at_step": -1.0}  # fmt: skip
+    group_run = RecordingLogger()  # a GN run that finished: no drift, precise or divergence tags
+    final_record(group_run, 10, {names.VAL_ACC: 0.9, names.TEST_ACC: 0.8, names.STEPS: 10.0})
+    assert group_run.logged["hp/drift_to_batch"] == 0.0
+    assert group_run.logged["hp/drift_change"] == 0.0
+    assert group_run.logged["hp/precise_distance"] == 0.0
+    assert group_run.logged["hp/diverged_at_step"] == -1.0
+    assert group_run.logged["hp/val_acc"] == 0.9 and group_run.logged["hp/steps"] == 10.0
+    bn_run = RecordingLogger()
+    final_record(bn_run, 10, {names.DRIFT_TO_BATCH: 0.2, names.DIVERGED_AT_STEP: 7.0})
+    assert bn_run.logged["hp/drift_to_batch"] == 0.2 and bn_run.logged["hp/diverged_at_step"] == 7

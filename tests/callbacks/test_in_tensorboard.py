@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from normlab.train import run
+from tests.configs import compose
 from tests.data.available import needs_fashion_mnist
 from tests.data.tiny_cifar import write_tiny_cifar10
 from tests.events import accumulator, hparams, scalars
-from tests.runs import REPO, tiny_overrides, train, train_here
+from tests.runs import tiny_overrides, train, train_here
 
 pytestmark = pytest.mark.slow
 CNN_LAYERS = [f"stage{s}.conv{c}.norm" for s in (1, 2, 3) for c in (1, 2)]
@@ -108,11 +108,9 @@ def test_callbacks_switch_off(tmp_path):
 def final_state(tmp_path: Path, callbacks: str, **extra) -> dict:
     overrides = tiny_overrides(tmp_path)
     overrides = [o for o in overrides if not o.startswith("paths.root")]
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=[*overrides, "norm=batch", "data.batch_size=4",
-                      "trainer.max_epochs=2", f"callbacks={callbacks}",
-                      f"paths.root={tmp_path / callbacks}",
-                      "callbacks.drift.every_n_steps=1"])  # fmt: skip
+    cfg = compose([*overrides, "norm=batch", "data.batch_size=4", "trainer.max_epochs=2",
+                   f"callbacks={callbacks}", f"paths.root={tmp_path / callbacks}",
+                   "callbacks.drift.every_n_steps=1"])  # fmt: skip
     run(cfg)
     ckpt = tmp_path / callbacks / "runs" / "direct" / "checkpoints" / "last.ckpt"
     return torch.load(ckpt, weights_only=False)["state_dict"]

@@ -39,8 +39,8 @@ def tiny_datamodule(root: Path, **options):
     from normlab.data import ImageClassificationData
 
     write_tiny_cifar10(root, per_batch=20, test=30)
-    defaults = dict(root=root, batch_size=8, val_size=30, resident=False, num_workers=0,
-                    verify_checksums=False, download=False)  # fmt: skip
+    defaults = dict(root=root, batch_size=8, eval_batch_size=None, val_size=30, resident=False,
+                    num_workers=0, verify_checksums=False, download=False)  # fmt: skip
     data = ImageClassificationData(**{**defaults, **options})
     data.setup()
     return data

@@ -19,7 +19,7 @@ def layers(kind: str):
     if kind == "batch":
         ours, ref = norms.BatchNorm2d(C, dtype=F64), torch.nn.BatchNorm2d(C, dtype=F64)
     else:
-        options = dict(r_max=1.5, d_max=0.5, dtype=F64)
+        options = dict(r_max=1.5, d_max=0.5, warmup_steps=0, ramp_steps=0, dtype=F64)
         ours, ref = norms.BatchRenorm2d(C, **options), norms.BatchRenorm2d(C, **options)
     with torch.no_grad():
         for p in ref.parameters():
@@ -37,7 +37,7 @@ def data(sizes, step: int):
 def rank_main(rank: int, world: int, init_file: str, kind: str, sizes, out: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     layer, _ = layers(kind)
-    layer.sync_batch_stats = True
+    layer.sync = True
     start = sum(sizes[:rank])
     results = []
     for step in range(2):  # the second step sees the running statistics the first one left

@@ -6,6 +6,8 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
+from normlab.norms.sync import local_statistics
+
 
 def running_stat_layers(model: nn.Module) -> dict[str, nn.Module]:
     """Every module that keeps running_mean and running_var (BatchNorm, tracking InstanceNorm).
@@ -32,11 +34,8 @@ def untouched(model: nn.Module) -> Iterator[None]:
     and synced BatchNorm layers use this rank's batch only (a probe runs on one rank)."""
     buffers = [(b, b.detach().clone()) for b in model.buffers()]
     modes = [(m, m.training) for m in model.modules()]
-    synced = [m for m in model.modules() if getattr(m, "sync_batch_stats", False)]
-    for module in synced:  # a probe runs on one rank: its statistics stay local
-        module.sync_batch_stats = False
     try:
-        with eager(model):
+        with eager(model), local_statistics():  # a probe runs on one rank: statistics stay local
             yield
     finally:
         with torch.no_grad():
@@ -44,8 +43,6 @@ def untouched(model: nn.Module) -> Iterator[None]:
                 buffer.copy_(saved)
         for module, training in modes:
             module.training = training
-        for module in synced:
-            module.sync_batch_stats = True
 
 
 @contextlib.contextmanager

@@ -55,12 +55,13 @@ def worker_start_method() -> str | None:
 
 @dataclass
 class DataSettings:
-    """The data's settings (Hydra group `data`): ImageClassificationData's arguments but `seed`."""
+    """The data's settings (Hydra group `data`) and ImageClassificationData's: the one place
+    their defaults live."""
 
     name: str = "cifar10"
     root: str = "data"
     batch_size: int = 128
-    eval_batch_size: int | None = None
+    eval_batch_size: int | None = 512  # null: batch_size
     val_size: int = 5000  # held out of the training images
     split_seed: int = 0
     resident: bool = True
@@ -110,37 +111,24 @@ class ImageClassificationData(pl.LightningDataModule):
     seeds, in different ways, so their batches differ.
     """
 
-    def __init__(
-        self,
-        name: str = "cifar10",
-        root: str = "data",
-        batch_size: int = 128,
-        eval_batch_size: int | None = None,
-        val_size: int = 5000,
-        split_seed: int = 0,
-        resident: bool = True,
-        num_workers: int | None = None,
-        persistent_workers: bool = True,
-        pin_memory: bool | None = None,
-        augment: bool = True,
-        download: bool = True,
-        verify_checksums: bool = True,
-        seed: int = 0,
-    ):
+    def __init__(self, name: str = DataSettings.name, seed: int = 0, **settings):
+        """`settings`: DataSettings' fields (their defaults are DataSettings'), checked there;
+        `seed`: the run's, which orders and augments each epoch."""
         super().__init__()
-        self.spec = dataset_spec(name)
-        self.root = Path(root)
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.val_size = val_size
-        self.split_seed = split_seed
-        self.resident = resident
-        self.num_workers = default_num_workers() if num_workers is None else num_workers
-        self.persistent_workers = persistent_workers and self.num_workers > 0
-        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
-        self.augment = augment
-        self.download = download
-        self.verify_checksums = verify_checksums
+        s = DataSettings(name=name, **settings)
+        self.spec = dataset_spec(s.name)
+        self.root = Path(s.root)
+        self.batch_size = s.batch_size
+        self.eval_batch_size = s.eval_batch_size or s.batch_size
+        self.val_size = s.val_size
+        self.split_seed = s.split_seed
+        self.resident = s.resident
+        self.num_workers = default_num_workers() if s.num_workers is None else s.num_workers
+        self.persistent_workers = s.persistent_workers and self.num_workers > 0
+        self.pin_memory = torch.cuda.is_available() if s.pin_memory is None else s.pin_memory
+        self.augment = s.augment
+        self.download = s.download
+        self.verify_checksums = s.verify_checksums
         self.seed = seed
         self.first_epoch = 0  # the training epoch the train loader is made for; see load_state_dict
         self.train_set = self.val_set = self.test_set = None

@@ -9,7 +9,7 @@ from normlab.norms.base import (
     output_dtype,
     values_per_statistic,
 )
-from normlab.norms.registry import register
+from normlab.norms.registry import RunningStats, register
 from normlab.norms.standardize import standardize
 from normlab.norms.sync import distributed, sync_standardize
 
@@ -36,9 +36,31 @@ class _BatchNorm(RunningStatsNorm):
         affine: learnable per-channel gamma (``weight``, init 1) and beta (``bias``, init 0).
         track_running_stats: keep ``running_mean``, ``running_var``, ``num_batches_tracked``.
         bias: with ``affine``, whether beta exists.
+        sync: training statistics over every rank's batch of a distributed run (SyncBN:
+            normlab.norms.sync); a single process, or a probe under ``local_statistics()``,
+            uses its own batch.
     """
 
-    sync_batch_stats = False  # with True, training statistics span every rank (normlab.norms.sync)
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        device=None,
+        dtype=None,
+        *,
+        bias: bool = True,
+        sync: bool = False,
+    ) -> None:
+        super().__init__(
+            num_features, eps, momentum, affine, track_running_stats, device, dtype, bias=bias
+        )
+        self.sync = sync
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (", sync=True" if self.sync else "")
 
     def _check_input_dim(self, x: Tensor) -> None:
         raise NotImplementedError
@@ -47,7 +69,7 @@ class _BatchNorm(RunningStatsNorm):
         """(y, mean, var, n): x normalized with its per-channel batch statistics, over every
         rank's batch when `sync` and distributed; n, the values per statistic (all ranks')."""
         dims = (0, *range(2, x.dim()))
-        if self.sync_batch_stats and self.training and distributed():
+        if self.sync and self.training and distributed():
             return sync_standardize(x, self.eps, weight, bias)
         n = values_per_statistic(x, dims)
         if n == 1:
@@ -107,7 +129,7 @@ class BatchNorm2d(_BatchNorm):
             raise ValueError(f"expected 4D input (got {x.dim()}D input)")
 
 
-@register("batch", batch_dependent=True)
+@register("batch", batch_statistics=True, syncs=True, running_stats=RunningStats.ema)
 def build_batch(
     num_channels: int,
     spatial_size=None,
@@ -119,9 +141,9 @@ def build_batch(
     bias: bool = True,
     sync: bool = False,
 ) -> BatchNorm2d:
-    layer = BatchNorm2d(num_channels, eps, momentum, affine, track_running_stats, bias=bias)
-    layer.sync_batch_stats = sync  # statistics over every rank of a distributed run (SyncBN)
-    return layer
+    return BatchNorm2d(
+        num_channels, eps, momentum, affine, track_running_stats, bias=bias, sync=sync
+    )
 
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "build_batch"]

@@ -5,7 +5,17 @@ from torch import Tensor
 
 from normlab.norms.base import output_dtype
 from normlab.norms.batch import BatchNorm2d
-from normlab.norms.registry import register
+from normlab.norms.registry import RunningStats, check_ranges, register
+
+# The defaults, for the layer, its builder and so norm=batch_renorm alike: the paper's final
+# clips, reached by a linear ramp after a warmup of plain BN.
+R_MAX, D_MAX, WARMUP_STEPS, RAMP_STEPS = 3.0, 5.0, 500, 5000
+RANGES = {
+    "r_max": (lambda v: v >= 1, "a number >= 1"),
+    "d_max": (lambda v: v >= 0, "a number >= 0"),
+    "warmup_steps": (lambda v: v >= 0, "an integer >= 0"),
+    "ramp_steps": (lambda v: v >= 0, "an integer >= 0"),
+}
 
 
 def correction(
@@ -73,20 +83,19 @@ class BatchRenorm2d(BatchNorm2d):
         dtype=None,
         *,
         bias: bool = True,
-        r_max: float = 3.0,
-        d_max: float = 5.0,
-        warmup_steps: int = 0,
-        ramp_steps: int = 0,
+        r_max: float = R_MAX,
+        d_max: float = D_MAX,
+        warmup_steps: int = WARMUP_STEPS,
+        ramp_steps: int = RAMP_STEPS,
+        sync: bool = False,
     ) -> None:
         if not track_running_stats:
             raise ValueError("batch_renorm needs running statistics: track_running_stats=true")
-        if r_max < 1 or d_max < 0:
-            raise ValueError(f"r_max={r_max} must be >= 1 and d_max={d_max} >= 0")
-        if warmup_steps < 0 or ramp_steps < 0:
-            raise ValueError(
-                f"warmup_steps={warmup_steps} and ramp_steps={ramp_steps} must be >= 0"
-            )
-        super().__init__(num_features, eps, momentum, affine, True, device, dtype, bias=bias)
+        check_ranges(RANGES, dict(r_max=r_max, d_max=d_max, warmup_steps=warmup_steps,
+                                  ramp_steps=ramp_steps))  # fmt: skip
+        super().__init__(
+            num_features, eps, momentum, affine, True, device, dtype, bias=bias, sync=sync
+        )
         self.r_max, self.d_max = r_max, d_max
         self.warmup_steps, self.ramp_steps = warmup_steps, ramp_steps
 
@@ -122,7 +131,13 @@ class BatchRenorm2d(BatchNorm2d):
         return y.to(output_dtype(x))
 
 
-@register("batch_renorm", batch_dependent=True)
+@register(
+    "batch_renorm",
+    batch_statistics=True,
+    syncs=True,
+    running_stats=RunningStats.ema,
+    ranges=RANGES,
+)
 def build_batch_renorm(
     num_channels: int,
     spatial_size=None,
@@ -130,13 +145,13 @@ def build_batch_renorm(
     eps: float = 1e-5,
     momentum: float | None = 0.1,
     affine: bool = True,
-    r_max: float = 3.0,
-    d_max: float = 5.0,
-    warmup_steps: int = 0,
-    ramp_steps: int = 0,
+    r_max: float = R_MAX,
+    d_max: float = D_MAX,
+    warmup_steps: int = WARMUP_STEPS,
+    ramp_steps: int = RAMP_STEPS,
     sync: bool = False,
 ) -> BatchRenorm2d:
-    layer = BatchRenorm2d(
+    return BatchRenorm2d(
         num_channels,
         eps,
         momentum,
@@ -145,9 +160,8 @@ def build_batch_renorm(
         d_max=d_max,
         warmup_steps=warmup_steps,
         ramp_steps=ramp_steps,
+        sync=sync,
     )
-    layer.sync_batch_stats = sync  # statistics over every rank of a distributed run
-    return layer
 
 
 __all__ = ["BatchRenorm2d", "build_batch_renorm"]

@@ -6,8 +6,11 @@ from torch import Tensor
 from normlab.errors import require
 from normlab.norms.base import output_dtype
 from normlab.norms.batch import BatchNorm2d
-from normlab.norms.registry import register
+from normlab.norms.registry import Column, RunningStats, check_ranges, register
 from normlab.norms.standardize import standardize
+
+RANGES = {"virtual_batch_size": (lambda v: v >= 2, "an integer >= 2")}
+NORM_BATCH_AXIS = "normalization batch, SGD batch fixed (log\N{SUBSCRIPT TWO} scale)"
 
 
 class GhostBatchNorm2d(BatchNorm2d):
@@ -30,8 +33,7 @@ class GhostBatchNorm2d(BatchNorm2d):
     """
 
     def __init__(self, num_features: int, *args, virtual_batch_size: int, **kwargs) -> None:
-        if virtual_batch_size < 1:
-            raise ValueError(f"virtual_batch_size={virtual_batch_size} must be >= 1")
+        check_ranges(RANGES, {"virtual_batch_size": virtual_batch_size})
         super().__init__(num_features, *args, **kwargs)
         self.virtual_batch_size = virtual_batch_size
 
@@ -98,7 +100,23 @@ def check_virtual_batch(options: dict, batch_size: int) -> None:
     )
 
 
-@register("ghost_batch", batch_check=check_virtual_batch)
+def virtual_batch(options: dict, batch_size: int) -> int:
+    return options["virtual_batch_size"]
+
+
+@register(
+    "ghost_batch",
+    batch_statistics=True,
+    running_stats=RunningStats.optional,
+    norm_batch=virtual_batch,
+    batch_check=check_virtual_batch,
+    ranges=RANGES,
+    columns=(
+        Column("virtual_batch_size", "virtual batch", NORM_BATCH_AXIS,
+               (("error_vs_norm_batch.png", "val_error"), ("gap_vs_norm_batch.png", "gap_points")),
+               large_first=True),
+    ),
+)  # fmt: skip
 def build_ghost_batch(
     num_channels: int,
     spatial_size=None,

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from normlab.norms.base import output_dtype, register_affine, reset_affine
-from normlab.norms.registry import register
+from normlab.norms.registry import Column, register
 from normlab.norms.standardize import standardize
 
 PAPER_NUM_GROUPS = 32
@@ -126,7 +126,17 @@ def group_size_replaces_num_groups(options: dict) -> dict:
     return options
 
 
-@register("group", option_rule=group_size_replaces_num_groups)
+@register(
+    "group",
+    option_rule=group_size_replaces_num_groups,
+    columns=(
+        Column("num_groups", "groups", "groups G (log\N{SUBSCRIPT TWO} scale)",
+               (("error_vs_groups.png", "val_error"),)),
+        Column("group_size", "channels per group",
+               "channels per group (log\N{SUBSCRIPT TWO} scale)",
+               (("error_vs_group_size.png", "val_error"),)),
+    ),
+)  # fmt: skip
 def build_group(
     num_channels: int,
     spatial_size=None,

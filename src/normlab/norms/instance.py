@@ -11,7 +11,7 @@ from normlab.norms.base import (
     normalize,
     output_dtype,
 )
-from normlab.norms.registry import register
+from normlab.norms.registry import RunningStats, register
 from normlab.norms.standardize import standardize
 
 
@@ -93,7 +93,7 @@ class InstanceNorm2d(RunningStatsNorm):
         return y.to(output_dtype(x))
 
 
-@register("instance")
+@register("instance", running_stats=RunningStats.optional)
 def build_instance(
     num_channels: int,
     spatial_size=None,

@@ -1,6 +1,8 @@
 """The norm registry and factory: models ask for a norm by name and never name a class.
 
-A new norm is one module that defines the layer and registers a builder with `@register(name)`.
+A new norm is one module that defines the layer and registers a builder with `@register(name,
+**facts)`: its NormSpec holds every fact the rest of normlab needs (config schema, batch
+statistics, SyncBN, running statistics, ranges, report columns).
 A builder takes ``(num_channels, spatial_size=None, **options)`` and returns a module for
 (N, C, H, W) feature maps; ``spatial_size`` is (H, W), needed only by norms whose parameters
 cover space (``layer`` with elementwise affine).
@@ -12,6 +14,7 @@ import inspect
 import types
 import typing
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from enum import Enum
 
 from torch import nn
@@ -20,37 +23,117 @@ from normlab.errors import require
 
 NormBuilder = Callable[..., nn.Module]
 BatchCheck = Callable[[dict, int], None]
-NORMS: dict[str, NormBuilder] = {}
-BATCH_DEPENDENT: set[str] = set()  # norms whose training statistics come from the batch
-BATCH_CHECKS: dict[str, BatchCheck] = {}
-OPTION_RULES: dict[str, Callable[[dict], dict]] = {}
 
 
-def register(
-    name: str,
-    *,
-    batch_dependent: bool = False,
-    batch_check: BatchCheck | None = None,
-    option_rule: Callable[[dict], dict] | None = None,
-) -> Callable[[NormBuilder], NormBuilder]:
-    """Register a builder under `name` (lower case, as used on the command line: norm=<name>).
-    `batch_dependent`: its training statistics come from the batch (BN and its variants);
-    `batch_check(options, batch_size)` refuses a batch size the norm cannot use (ConfigError);
-    `option_rule(options)` returns the options the builder gets from the configured ones."""
+class RunningStats(Enum):
+    """What a norm keeps between batches, and so what the statistics callbacks can measure."""
+
+    none = "none"  # nothing: train and eval compute the same function (gap exactly 0)
+    ema = "ema"  # running_mean and running_var, an exponential moving average
+    optional = "optional"  # an EMA when its option track_running_stats is true (InstanceNorm)
+
+
+def per_batch(options: dict, batch_size: int) -> int | None:
+    return batch_size
+
+
+def per_sample(options: dict, batch_size: int) -> int | None:
+    return 1
+
+
+def no_statistics(options: dict, batch_size: int) -> int | None:
+    return None
+
+
+@dataclass(frozen=True)
+class Column:
+    """A norm option that studies sweep: a column of the report's tables (`header`), and
+    figures of each (file, y column) against it along an axis labelled `axis` (large values
+    on the left when `large_first`, as batch sizes in the GN paper's Figure 1)."""
+
+    option: str
+    header: str
+    axis: str
+    figures: tuple[tuple[str, str], ...] = ()
+    large_first: bool = False
+
+
+@dataclass(frozen=True)
+class NormSpec:
+    """Every fact about a norm, in one place: the rest of normlab reads these, never a name.
+
+    - `builder(num_channels, spatial_size=None, **options)`: the layer; its keyword options,
+      with their types and defaults, are the norm's config schema (`schema(name)`);
+    - `batch_statistics`: its training statistics come from the batch (batch_size >= 2);
+    - `syncs`: its statistics can span every device (its `sync` option; SyncBN);
+    - `running_stats`: what it keeps between batches (RunningStats);
+    - `norm_batch(options, batch_size)`: the samples one statistic spans on one device;
+    - `batch_check(options, batch_size)`: refuses a batch the norm cannot use (ConfigError);
+    - `option_rule(options)`: the options the builder gets from the configured ones;
+    - `ranges`: option -> (holds, allowed), beside the shared OPTION_RANGES;
+    - `columns`: its options that studies sweep (report columns and figures).
+    """
+
+    name: str
+    builder: NormBuilder
+    batch_statistics: bool = False
+    syncs: bool = False
+    running_stats: RunningStats = RunningStats.none
+    norm_batch: Callable[[dict, int], int | None] = per_sample
+    batch_check: BatchCheck | None = None
+    option_rule: Callable[[dict], dict] | None = None
+    ranges: dict[str, tuple[Callable[[typing.Any], bool], str]] = field(default_factory=dict)
+    columns: tuple[Column, ...] = ()
+
+    def __call__(self, num_channels: int, spatial_size=None, **options) -> nn.Module:
+        return self.builder(num_channels, spatial_size, **options)
+
+    def keeps_running_stats(self, options: dict) -> bool:
+        if self.running_stats is RunningStats.optional:
+            return bool(options.get("track_running_stats"))
+        return self.running_stats is RunningStats.ema
+
+
+NORMS: dict[str, NormSpec] = {}
+
+
+def register(name: str, **facts) -> Callable[[NormBuilder], NormBuilder]:
+    """Register a builder under `name` (lower case, as used on the command line: norm=<name>),
+    with the facts of its NormSpec (batch_statistics, syncs, running_stats, norm_batch,
+    batch_check, option_rule, ranges, columns). A norm with batch statistics spans the batch
+    unless it says otherwise."""
 
     def decorate(builder: NormBuilder) -> NormBuilder:
         if name in NORMS:
             raise ValueError(f"norm {name!r} is already registered")
-        NORMS[name] = builder
-        if batch_dependent:
-            BATCH_DEPENDENT.add(name)
-        if batch_check is not None:
-            BATCH_CHECKS[name] = batch_check
-        if option_rule is not None:
-            OPTION_RULES[name] = option_rule
+        if facts.get("batch_statistics") and "norm_batch" not in facts:
+            facts["norm_batch"] = per_batch
+        NORMS[name] = NormSpec(name, builder, **facts)
         return builder
 
     return decorate
+
+
+def spec(name: str) -> NormSpec:
+    check(name, {})
+    return NORMS[name]
+
+
+def batch_statistics_norms() -> list[str]:
+    return sorted(n for n, s in NORMS.items() if s.batch_statistics)
+
+
+def syncable_norms() -> list[str]:
+    return sorted(n for n, s in NORMS.items() if s.syncs)
+
+
+def report_columns() -> list[Column]:
+    """Every registered norm's swept options, each once, in registration order."""
+    seen: dict[str, Column] = {}
+    for norm_spec in NORMS.values():
+        for column in norm_spec.columns:
+            seen.setdefault(column.option, column)
+    return list(seen.values())
 
 
 # Range rules shared by every norm that has the option: (holds, what is allowed).
@@ -59,37 +142,45 @@ OPTION_RANGES: dict[str, tuple[Callable[[typing.Any], bool], str]] = {
     "momentum": (lambda v: v is None or 0 <= v <= 1, "a number in [0, 1], or null (cumulative)"),
     "num_groups": (lambda v: v is None or v >= 1, "an integer >= 1, or null"),
     "group_size": (lambda v: v is None or v >= 1, "an integer >= 1, or null"),
-    "virtual_batch_size": (lambda v: v >= 2, "an integer >= 2"),
-    "r_max": (lambda v: v >= 1, "a number >= 1"),
-    "d_max": (lambda v: v >= 0, "a number >= 0"),
-    "warmup_steps": (lambda v: v >= 0, "an integer >= 0"),
-    "ramp_steps": (lambda v: v >= 0, "an integer >= 0"),
 }
 
 
+def check_ranges(ranges: dict, values: dict, prefix: str = "") -> None:
+    """ConfigError (a ValueError) for the first of `values` outside its range in `ranges`."""
+    for key, value in values.items():
+        if key in ranges:
+            holds, allowed = ranges[key]
+            require(holds(value), f"{prefix}{key}", value, allowed)
+
+
+def option_ranges(name: str) -> dict[str, tuple[Callable[[typing.Any], bool], str]]:
+    return {**OPTION_RANGES, **NORMS[name].ranges}
+
+
 def check_options(name: str, options: dict) -> None:
-    """ConfigError for the first option of norm `name` outside its range (OPTION_RANGES)."""
-    for key, value in options.items():
-        if key in OPTION_RANGES:
-            holds, allowed = OPTION_RANGES[key]
-            require(holds(value), f"norm.{key}", value, allowed)
+    """ConfigError for the first option of norm `name` outside its range."""
+    check_ranges(option_ranges(name), options, "norm.")
 
 
 def effective_options(name: str, options: dict) -> dict:
     """The options norm `name`'s builder gets from the configured ones (its option_rule)."""
-    return OPTION_RULES[name](dict(options)) if name in OPTION_RULES else dict(options)
+    rule = NORMS[name].option_rule if name in NORMS else None
+    return rule(dict(options)) if rule is not None else dict(options)
 
 
 def check_batch(name: str, options: dict, batch_size: int) -> None:
     """ConfigError when norm `name` cannot normalize a batch of `batch_size` samples."""
-    independent = sorted(set(NORMS) - BATCH_DEPENDENT - set(BATCH_CHECKS))
-    if name in BATCH_DEPENDENT:
+    norm_spec = NORMS[name]
+    independent = sorted(
+        n for n, s in NORMS.items() if not s.batch_statistics and not s.batch_check
+    )
+    if norm_spec.batch_statistics:
         require(batch_size >= 2, "data.batch_size", batch_size,
                 "an integer >= 2 (batch statistics need 2 samples), or a norm without batch "
                 f"dependence: {', '.join(independent)}",
                 f"with norm={name}")  # fmt: skip
-    if name in BATCH_CHECKS:
-        BATCH_CHECKS[name](options, batch_size)
+    if norm_spec.batch_check is not None:
+        norm_spec.batch_check(options, batch_size)
 
 
 def config_type(annotation):
@@ -111,8 +202,8 @@ def config_type(annotation):
 def schema(name: str) -> type:
     """The structured-config schema of norm `name` (Hydra group `norm`): its `name` and the
     builder's keyword options with their types and defaults; ranges checked on construction."""
-    params = inspect.signature(NORMS[name]).parameters.values()
-    hints = typing.get_type_hints(NORMS[name])
+    params = inspect.signature(NORMS[name].builder).parameters.values()
+    hints = typing.get_type_hints(NORMS[name].builder)
     fields = [("name", str, dataclasses.field(default=name))]
     for p in params:
         if p.kind is inspect.Parameter.KEYWORD_ONLY:
@@ -130,7 +221,7 @@ def schema(name: str) -> type:
 
 def options_of(name: str) -> list[str]:
     """The keyword options the norm `name` accepts."""
-    params = inspect.signature(NORMS[name]).parameters.values()
+    params = inspect.signature(NORMS[name].builder).parameters.values()
     return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
 
@@ -158,7 +249,7 @@ def norm_factory(name: str, **options) -> Callable[..., nn.Module]:
     return functools.partial(build, name, **options)
 
 
-@register("none")
+@register("none", norm_batch=no_statistics)
 def build_none(num_channels: int, spatial_size=None) -> nn.Module:
     """No normalization: the identity."""
     return nn.Identity()

@@ -12,15 +12,36 @@ this rank's sums: DDP averages parameter gradients across ranks like every other
 each rank's dx already carries the other ranks' losses through the shared statistics.
 """
 
+import contextlib
+import threading
+from collections.abc import Iterator
+
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
 from normlab.norms.base import compute_dtype
 
+_local = threading.local()
+
 
 def distributed() -> bool:
+    """Whether statistics can span ranks here: a process group of several ranks, outside
+    `local_statistics()`."""
+    if getattr(_local, "depth", 0):
+        return False
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+@contextlib.contextmanager
+def local_statistics() -> Iterator[None]:
+    """Inside, synced layers take their statistics from this rank's batch alone: for a probe
+    that runs on one rank (the others would never join its all-reduce)."""
+    _local.depth = getattr(_local, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _local.depth -= 1
 
 
 class SyncStandardize(torch.autograd.Function):

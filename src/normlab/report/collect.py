@@ -6,20 +6,30 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from normlab.metric_names import FINALS, json_key
-from normlab.norms.registry import effective_options
+from normlab.norms.registry import NORMS, effective_options, report_columns
 from normlab.record import RecordUnreadable, read_record
 from normlab.run_identity import flat
 
-# summary.csv's columns: the settings that tell runs apart, then the results.
-SETTINGS = ["dataset", "model", "norm", "weight_standardization", "population_at_test",
-            "batch_size", "virtual_batch_size", "num_groups", "group_size", "options", "seed",
-            "lr"]  # fmt: skip
-# norm options with columns of their own, left out of `options`
-OWN_COLUMNS = {"name", "virtual_batch_size", "num_groups", "group_size"}
+# summary.csv's columns: the settings that tell runs apart (with each registered norm's swept
+# options, NormSpec.columns, after the batch size), then the results.
+BEFORE_OPTIONS = ["dataset", "model", "norm", "weight_standardization", "population_at_test",
+                  "batch_size"]  # fmt: skip
+AFTER_OPTIONS = ["options", "seed", "lr"]
 FINAL_COLUMNS = [f.column for f in FINALS]
 # errors and the train/eval gap in percentage points, then the final values as logged
 RESULTS = ["val_error", "test_error", "gap_points", *FINAL_COLUMNS, "best_val_acc", "fit_seconds"]
-COLUMNS = ["run", "status", *SETTINGS, *RESULTS, "step", "error"]
+
+
+def option_columns() -> list[str]:
+    return [c.option for c in report_columns()]
+
+
+def settings_columns() -> list[str]:
+    return [*BEFORE_OPTIONS, *option_columns(), *AFTER_OPTIONS]
+
+
+def columns() -> list[str]:
+    return ["run", "status", *settings_columns(), *RESULTS, "step", "error"]
 
 
 def run_dirs(sweep: Path) -> list[Path]:
@@ -75,12 +85,11 @@ def read_run(run_dir: Path, sweep: Path) -> dict:
         "weight_standardization": bool(cfg.get("model.weight_standardization", False)),
         "population_at_test": bool(population),
         "batch_size": cfg.get("data.batch_size"),
-        "virtual_batch_size": norm.get("virtual_batch_size"),  # ghost_batch's normalization batch
-        "num_groups": norm.get("num_groups") if norm.get("name") == "group" else None,
-        "group_size": norm.get("group_size") if norm.get("name") == "group" else None,
         "seed": cfg.get("seed"),
-        "norm_options": {k: v for k, v in norm.items() if k not in OWN_COLUMNS},
     }
+    own = {c.option for c in NORMS[row["norm"]].columns} if row["norm"] in NORMS else set()
+    row.update({option: norm.get(option) if option in own else None for option in option_columns()})
+    row["norm_options"] = {k: v for k, v in norm.items() if k not in own and k != "name"}
     if status == "corrupt":
         return {**row, "status": status, "error": corrupt}
     if record is None:

@@ -6,16 +6,17 @@ from pathlib import Path
 
 import matplotlib
 
+from normlab.norms.registry import report_columns
 from normlab.report.tables import describe, label, unequal_training
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 BATCH = "batch size (log\N{SUBSCRIPT TWO} scale)"
-NORM_BATCH = "normalization batch, SGD batch fixed (log\N{SUBSCRIPT TWO} scale)"
 GAP = "train-mode minus eval-mode val accuracy (points)"
-# (file, y column, y label, x column, x label)
-FIGURES = [
+# (file, y column, y label, x column, x label): against the batch size, then against each
+# norm's swept options (NormSpec.columns)
+BATCH_FIGURES = [
     ("error_vs_batch.png", "val_error", "validation error (%)", "batch_size", BATCH),
     ("gap_vs_batch.png", "gap_points", GAP, "batch_size", BATCH),
     # the figure where BN tested with population statistics (PreciseBN at test) differs from BN:
@@ -23,14 +24,16 @@ FIGURES = [
     ("test_error_vs_batch.png", "test_error", "test error (%)", "batch_size", BATCH),
     ("drift_vs_batch.png", "drift_to_batch", "running mean to batch mean (running-std units)",
      "batch_size", BATCH),
-    ("error_vs_norm_batch.png", "val_error", "validation error (%)", "virtual_batch_size",
-     NORM_BATCH),
-    ("gap_vs_norm_batch.png", "gap_points", GAP, "virtual_batch_size", NORM_BATCH),
-    ("error_vs_groups.png", "val_error", "validation error (%)", "num_groups",
-     "groups G (log\N{SUBSCRIPT TWO} scale)"),
-    ("error_vs_group_size.png", "val_error", "validation error (%)", "group_size",
-     "channels per group (log\N{SUBSCRIPT TWO} scale)"),
 ]  # fmt: skip
+Y_LABELS = {"val_error": "validation error (%)", "test_error": "test error (%)", "gap_points": GAP}
+
+
+def figures() -> list[tuple[str, str, str, str, str]]:
+    return BATCH_FIGURES + [
+        (name, y, Y_LABELS[y], column.option, column.axis)
+        for column in report_columns()
+        for name, y in column.figures
+    ]
 
 
 def series(table: list[dict], y: str, x: str) -> dict[str, list[dict]]:
@@ -54,7 +57,7 @@ def n_label(rows: list[dict]) -> str:
 def plot(table: list[dict], out: Path) -> list[Path]:
     """Write each figure that the sweep has data for (at least two x values for some line)."""
     written = []
-    for name, y, ylabel, x, xlabel in FIGURES:
+    for name, y, ylabel, x, xlabel in figures():
         lines = series(table, y, x)
         if not lines:
             continue
@@ -68,7 +71,7 @@ def plot(table: list[dict], out: Path) -> list[Path]:
         ticks = sorted({e[x] for e in shown})
         ax.set_xticks(ticks, [str(t) for t in ticks])
         ax.minorticks_off()
-        if x in ("batch_size", "virtual_batch_size"):
+        if x == "batch_size" or any(c.large_first for c in report_columns() if c.option == x):
             ax.invert_xaxis()  # as the GN paper's Figure 1: large batches on the left
         if y == "gap_points":
             ax.axhline(0, color="grey", linewidth=0.8)

@@ -5,10 +5,15 @@ import math
 import statistics
 from pathlib import Path
 
-from normlab.report.collect import COLUMNS
+from normlab.norms.registry import report_columns
+from normlab.report.collect import columns, settings_columns
 
-GROUP_BY = ["dataset", "model", "norm", "weight_standardization", "population_at_test",
-            "batch_size", "virtual_batch_size", "num_groups", "group_size", "options"]  # fmt: skip
+
+def group_by() -> list[str]:
+    """What makes a cell: every setting but the seed and the lr (a function of the others)."""
+    return [c for c in settings_columns() if c not in ("seed", "lr")]
+
+
 AGGREGATED = ["val_error", "test_error", "gap_points", "drift_to_batch", "precise_distance",
               "train_images"]  # fmt: skip
 UNEQUAL = 0.01  # training images differing by more than this fraction are flagged
@@ -47,7 +52,7 @@ def unequal_training(table: list[dict]) -> tuple[float, float] | None:
 
 def write_csv(rows: list[dict], path: Path) -> None:
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(f, columns(), extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
 
@@ -69,14 +74,15 @@ def sort_key(key: tuple) -> tuple:
 
 def aggregate(rows: list[dict]) -> list[dict]:
     """Finished runs grouped by setting (seeds pooled): n, then mean and std of each result."""
+    keys = group_by()
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         if row.get("status") == "finished":
-            groups.setdefault(tuple(row.get(k) for k in GROUP_BY), []).append(row)
+            groups.setdefault(tuple(row.get(k) for k in keys), []).append(row)
     table = []
     for key in sorted(groups, key=sort_key):
         members = groups[key]
-        entry = dict(zip(GROUP_BY, key, strict=True))
+        entry = dict(zip(keys, key, strict=True))
         entry["n"] = len(members)
         entry["seeds"] = sorted({r.get("seed") for r in members}, key=str)
         entry["epochs"] = sorted({int(r["epochs"]) for r in members if r.get("epochs")})
@@ -100,25 +106,22 @@ def markdown(rows: list[dict], table: list[dict]) -> str:
     if flagged:
         lines.append(f"Unequal training: {flagged[0]:.0f} to {flagged[1]:.0f} training images "
                      "(see train images); compare rows with care.")  # fmt: skip
-    lines += [
-        "",
-        "| dataset | model | norm | batch | virtual batch | groups | val error % | test error % "
-        "| train/eval gap (points) | drift to batch | EMA vs population | train images | n |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    shown = [c for c in report_columns() if any(e.get(c.option) is not None for e in table)]
+    header = ["dataset", "model", "norm", "batch", *(c.header for c in shown), "val error %",
+              "test error %", "train/eval gap (points)", "drift to batch", "EMA vs population",
+              "train images", "n"]  # fmt: skip
+    lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for e in table:
-        groups = e["num_groups"] or (f"{e['group_size']}/group" if e["group_size"] else "")
         images = "–" if math.isnan(e["train_images"]) else f"{e['train_images']:.0f}"
-        lines.append(
-            f"| {e['dataset']} | {e['model']} | {label(e)} | {e['batch_size']} "
-            f"| {e['virtual_batch_size'] or ''} | {groups} "
-            f"| {cell(e['val_error'], e['val_error_std'], e['n'], 2)} "
-            f"| {cell(e['test_error'], e['test_error_std'], e['n'], 2)} "
-            f"| {cell(e['gap_points'], e['gap_points_std'], e['n'], 2)} "
-            f"| {cell(e['drift_to_batch'], e['drift_to_batch_std'], e['n'], 3)} "
-            f"| {cell(e['precise_distance'], e['precise_distance_std'], e['n'], 3)} "
-            f"| {images} | {e['n']} |"
-        )
+        cells = [e["dataset"], e["model"], label(e), e["batch_size"],
+                 *("" if e.get(c.option) is None else e[c.option] for c in shown),
+                 cell(e["val_error"], e["val_error_std"], e["n"], 2),
+                 cell(e["test_error"], e["test_error_std"], e["n"], 2),
+                 cell(e["gap_points"], e["gap_points_std"], e["n"], 2),
+                 cell(e["drift_to_batch"], e["drift_to_batch_std"], e["n"], 3),
+                 cell(e["precise_distance"], e["precise_distance_std"], e["n"], 3),
+                 images, e["n"]]  # fmt: skip
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     unfinished = [r for r in rows if r.get("status") != "finished"]
     if unfinished:
         lines += ["", "Runs not finished:", "", "| run | status | error |", "|---|---|---|"]
