@@ -13,6 +13,8 @@ from normlab.models import build_model
 from normlab.norms import norm_factory
 from tests.norms.twins import compare_state, round_trip, step_and_compare, twins
 
+pytestmark = pytest.mark.slow  # every test compiles (10-30 s a graph on 2 cores)
+
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs CUDA"))]  # fmt: skip
 TOL = {"cpu": 1e-5, "cuda": 1e-4}  # as the eager parity suites on each device

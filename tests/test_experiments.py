@@ -52,7 +52,7 @@ def test_sweep_size(name):
 
 
 @pytest.mark.parametrize("name", sorted(EXPERIMENTS))
-@pytest.mark.parametrize("variant", ["full", "cpu"])
+@pytest.mark.parametrize("variant", [pytest.param("full", marks=pytest.mark.slow), "cpu"])
 def test_every_job_builds(name, variant):
     extra = EXPERIMENTS[name][1] if variant == "cpu" else []
     for job in jobs(name, extra):

@@ -92,6 +92,7 @@ def prepare_fashion_mnist(root) -> None:
     ImageClassificationData("fashion_mnist", root=root, download=False).prepare_data()
 
 
+@pytest.mark.slow  # spawns processes: the full suite runs it
 @needs_fashion_mnist
 def test_parallel_runs_stage_fashion_mnist_into_one_folder_at_once(tmp_path):
     """A parallel sweep's first runs all find the folder empty and stage it together."""
@@ -123,6 +124,7 @@ def first_batch_labels_with_workers(root) -> list[int]:
     return next(iter(data.train_dataloader()))[1].tolist()
 
 
+@pytest.mark.slow  # spawns processes: the full suite runs it
 def test_workers_start_inside_a_joblib_job_as_in_the_main_process(tmp_path):
     """hydra/launcher=parallel runs each job in a loky worker, whose default start method is
     loky's own; a DataLoader could not start its workers with it."""

@@ -53,6 +53,7 @@ def rank_main(rank: int, world: int, init_file: str, kind: str, sizes, out: str)
     dist.destroy_process_group()
 
 
+@pytest.mark.slow  # spawns processes: the full suite runs it
 @pytest.mark.parametrize("sizes", [(4, 4), (3, 5)], ids=["even", "uneven"])
 @pytest.mark.parametrize("kind", ["batch", "batch_renorm"])
 def test_two_ranks_compute_what_one_process_computes_on_the_whole_batch(kind, sizes, tmp_path):
