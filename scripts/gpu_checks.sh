@@ -64,7 +64,7 @@ for stage in $stages; do
       trainer.max_epochs=1 trainer.limit_train_batches=600 trainer.enable_progress_bar=false \
       hydra/launcher=parallel hydra.sweep.dir=gpu_runs/remedies > "$out/remedies.log" 2>&1
     echo "exit $?" | tee -a "$out/remedies.log"
-    python3 scripts/summarize.py gpu_runs/remedies --out "$out/remedies" > /dev/null
+    python3 -m normlab.report gpu_runs/remedies --out "$out/remedies" > /dev/null
     cat "$out/remedies/summary.md" ;;
   study)  # bn_vs_gn_batch's batch-32 cells at the study budget, as a GPU user runs them
     # (bf16, compiled), 3 seeds, packed on the parallel launcher; one JSON line per run

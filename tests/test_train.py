@@ -2,6 +2,8 @@
 where the console, the exit code or Hydra is under test, run() in this process elsewhere."""
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -208,3 +210,13 @@ def test_bad_values_through_train_py_end_in_one_message_and_a_failed_record(
         assert line.startswith(message)
         (record,) = (tmp_path / "runs").glob("*/metrics.json")
         assert json.loads(record.read_text())["status"] == "failed"
+
+
+def test_the_normlab_train_command_runs_train_py_from_any_folder(tmp_path):
+    command = shutil.which("normlab-train")  # installed by pip install -e .
+    assert command, "normlab-train is not installed: pip install -e ."
+    run_dir = tmp_path / "run"
+    result = subprocess.run([command, *tiny_overrides(tmp_path), f"hydra.run.dir={run_dir}"],
+                            cwd=tmp_path, capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "finished"

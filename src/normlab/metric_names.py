@@ -1,6 +1,7 @@
 """Every metric name in one place: the TensorBoard tags the module and the callbacks log, and
 the table of final values that metrics.json, the HPARAMS tab and the report all read."""
 
+import re
 from dataclasses import dataclass
 
 # Tags. Layer tags take the layer's name (e.g. stage2.conv1.norm); summaries over layers end in
@@ -22,6 +23,16 @@ DIVERGED_AT_STEP = "diverged_at_step"
 # What every epoch logs, so what best.ckpt can be chosen by (callbacks.checkpoint.monitor).
 EPOCH_METRICS = (VAL_ACC, "val/loss", "train/acc", "train/loss")
 EPOCHS, STEPS, TRAIN_IMAGES = "epochs", "steps", "train_images"
+
+
+LAYER_TAGS = (GAP_ACTIVATION_LAYER, DRIFT_LAYER, PRECISE_MEAN_LAYER, PRECISE_STD_LAYER)
+_LAYER_PATTERNS = [re.compile(re.escape(t).replace(re.escape("{}"), "[^/]+(?:/[^/]+)*?") + "$")
+                   for t in LAYER_TAGS]  # fmt: skip
+
+
+def is_layer_tag(tag: str) -> bool:
+    """A per-layer tag (drift/<layer>/mean_change, ...): logged, but not a run's record."""
+    return any(p.match(tag) for p in _LAYER_PATTERNS)
 
 
 def json_key(tag: str) -> str:

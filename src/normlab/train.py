@@ -270,7 +270,7 @@ def final_results(fit: Fit, module: Classifier, data, s: Settings) -> dict:
     sgd_batch = batch_sizes(s, trainer.world_size)["sgd_batch_size"]
     final[names.TRAIN_IMAGES] = float(trainer.global_step * sgd_batch)
     final_record(fit.logger, trainer.global_step, final)
-    results = {json_key(k): v for k, v in final.items() if k.count("/") <= 1}  # no layer tags
+    results = {json_key(k): v for k, v in final.items() if not names.is_layer_tag(k)}
     if best:
         results["best_val_acc"] = float(fit.checkpoint.best_model_score)
     results["fit_seconds"] = fit_seconds

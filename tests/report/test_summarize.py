@@ -65,9 +65,11 @@ def test_summary_csv_markdown_and_plots(sweep_root, tmp_path):
 
 
 def test_cli_prints_where_it_wrote(sweep_root, tmp_path):
-    for command in (["-m", "normlab.report"], ["scripts/summarize.py"]):
-        out = tmp_path / command[-1].replace("/", "_")
-        result = subprocess.run([sys.executable, *command, str(sweep_root), "--out", str(out)],
+    entry_point = shutil.which("normlab-report")  # installed by pip install -e .
+    assert entry_point, "normlab-report is not installed: pip install -e ."
+    for command in ([sys.executable, "-m", "normlab.report"], [entry_point]):
+        out = tmp_path / Path(command[-1]).name.replace(".", "_")
+        result = subprocess.run([*command, str(sweep_root), "--out", str(out)],
                                 cwd=REPO, capture_output=True, text=True, check=True)  # fmt: skip
         assert "12 runs: 1 failed, 10 finished, 1 running" in result.stdout
         assert f"wrote {out / 'summary.csv'}" in result.stdout

@@ -1,16 +1,17 @@
 """Stop a run cleanly at its first non-finite training loss, validation loss, weight or running
 statistic, so a sweep can go on; and checkpoints that are never written of a diverged model."""
 
-import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
+from typing_extensions import override
 
 from normlab import metric_names as names
+from normlab.callbacks.base import RecordingCallback
 
 NOT_YET = 2**62  # first_bad_step before any non-finite loss
 
 
-class StopOnDivergence(pl.Callback):
+class StopOnDivergence(RecordingCallback):
     """Records the step of the first NaN or Inf training loss and asks the trainer to stop; and
     at each validation (before its checkpoints), the same for a non-finite validation loss,
     parameter or buffer (running statistics), which the training loss under batch statistics
@@ -22,10 +23,12 @@ class StopOnDivergence(pl.Callback):
     """
 
     def __init__(self, every_n_steps: int = 50):
+        super().__init__()
         self.every_n_steps = every_n_steps
         self.step: int | None = None
         self.first_bad_step: torch.Tensor | None = None
 
+    @override
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if self.step is not None or loss is None:
@@ -38,9 +41,9 @@ class StopOnDivergence(pl.Callback):
         if trainer.global_step % self.every_n_steps == 0 or trainer.is_last_batch:
             first = int(self.first_bad_step)
             if first != NOT_YET:
-                self.step = first
-                trainer.should_stop = True
+                self.diverged(trainer, first)
 
+    @override
     def on_validation_end(self, trainer, pl_module) -> None:
         if self.step is not None or trainer.sanity_checking:
             return
@@ -50,12 +53,12 @@ class StopOnDivergence(pl.Callback):
         if loss is not None:
             finite.append(torch.isfinite(torch.as_tensor(loss)).all().to(finite[0].device))
         if not bool(torch.stack(finite).all()):
-            self.step = trainer.global_step
-            trainer.should_stop = True
+            self.diverged(trainer, trainer.global_step)
 
-    @property
-    def summary(self) -> dict[str, float]:
-        return {} if self.step is None else {names.DIVERGED_AT_STEP: float(self.step)}
+    def diverged(self, trainer, step: int) -> None:
+        self.step = step
+        self.summary = {names.DIVERGED_AT_STEP: float(step)}
+        trainer.should_stop = True
 
 
 class CheckpointUnlessDiverged(ModelCheckpoint):
@@ -67,10 +70,12 @@ class CheckpointUnlessDiverged(ModelCheckpoint):
         super().__init__(**options)
         self.divergence = divergence
 
+    @override
     def on_validation_end(self, trainer, pl_module) -> None:
         if self.divergence.step is None:
             super().on_validation_end(trainer, pl_module)
 
+    @override
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if self.divergence.step is None:
             super().on_train_epoch_end(trainer, pl_module)

@@ -1,16 +1,15 @@
 """Running-statistics drift: how fast the EMA buffers move, and how far they sit from the batch."""
 
-import contextlib
-
-import pytorch_lightning as pl
 import torch
+from typing_extensions import override
 
 from normlab import metric_names as names
+from normlab.callbacks.base import RecordingCallback
 from normlab.callbacks.board import layer_scalars, log_now
 from normlab.callbacks.norm_layers import (
     channel_moments,
-    eager,
     running_stat_layers,
+    set_eager,
     std_units,
 )
 
@@ -22,7 +21,7 @@ def relative_change(now: torch.Tensor, before: torch.Tensor) -> float:
     return ((now - before).norm() / now.norm().clamp_min(1e-12)).item()
 
 
-class RunningStatsDrift(pl.Callback):
+class RunningStatsDrift(RecordingCallback):
     """Every `every_n_steps` training steps, for each layer with running statistics, log
 
     - ``drift/<layer>/mean_change``, ``var_change``: ||M_t - M_prev|| / ||M_t|| of running_mean
@@ -36,21 +35,24 @@ class RunningStatsDrift(pl.Callback):
     """
 
     def __init__(self, every_n_steps: int = 50, histograms: bool = True):
+        super().__init__()
         self.every_n_steps = every_n_steps
         self.histograms = histograms
         self.previous: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.to_batch: dict[str, tuple[float, float]] = {}
         self.handles = []
-        self.eager = contextlib.ExitStack()  # a measured step runs uncompiled, so hooks fire
-        self.summary: dict[str, float] = {}  # the latest stats/drift_* values
+        self.eager_before: bool | None = None  # a measured step runs uncompiled, so hooks fire
 
+    @override
     def on_train_start(self, trainer, pl_module) -> None:
         if not self.previous:  # a resumed run keeps the snapshot its checkpoint carried
             self.previous = self.snapshot(pl_module)
 
+    @override
     def state_dict(self) -> dict:
         return {"previous": self.previous}
 
+    @override
     def load_state_dict(self, state_dict: dict) -> None:
         self.previous = state_dict["previous"]
 
@@ -67,11 +69,12 @@ class RunningStatsDrift(pl.Callback):
     def due(self, trainer) -> bool:
         return (trainer.global_step + 1) % self.every_n_steps == 0
 
+    @override
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if not self.due(trainer):
             return
         self.to_batch = {}
-        self.eager.enter_context(eager(pl_module))
+        self.eager_before = set_eager(pl_module, True)
         for name, layer in running_stat_layers(pl_module).items():
             self.handles.append(layer.register_forward_pre_hook(self.measure_hook(name)))
 
@@ -85,8 +88,11 @@ class RunningStatsDrift(pl.Callback):
 
         return hook
 
+    @override
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.eager.close()
+        if self.eager_before is not None:
+            set_eager(pl_module, self.eager_before)
+            self.eager_before = None
         if not self.handles:
             return
         for handle in self.handles:
@@ -108,6 +114,7 @@ class RunningStatsDrift(pl.Callback):
         self.summary = {k: v for k, v in metrics.items() if not k.startswith("drift/")}
         log_now(trainer, metrics)
 
+    @override
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         experiment = getattr(trainer.logger, "experiment", None)
         if not self.histograms or not hasattr(experiment, "add_histogram"):

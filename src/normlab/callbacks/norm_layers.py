@@ -27,6 +27,15 @@ def eager(model: nn.Module) -> contextlib.AbstractContextManager:
     return model.eager() if callable(getattr(model, "eager", None)) else contextlib.nullcontext()
 
 
+def set_eager(model: nn.Module, on: bool) -> bool | None:
+    """Switches a Classifier's own (uncompiled) forward on or off; returns the previous
+    setting, or None for a module without the switch."""
+    if not hasattr(model, "eager_forward"):
+        return None
+    before, model.eager_forward = model.eager_forward, on
+    return before
+
+
 @contextlib.contextmanager
 def untouched(model: nn.Module) -> Iterator[None]:
     """Restore every buffer bit for bit, and every module's train/eval mode, on exit. Inside, a

@@ -1,11 +1,13 @@
 """Population statistics (PreciseBN, Wu & Johnson 2021) against the EMA running statistics."""
 
-import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
+from typing_extensions import override
 
 from normlab import metric_names as names
+from normlab.callbacks.base import RecordingCallback
 from normlab.callbacks.board import layer_scalars, log_now
+from normlab.callbacks.evaluation import evaluate
 from normlab.callbacks.norm_layers import (
     batch_statistics,
     channel_moments,
@@ -14,7 +16,6 @@ from normlab.callbacks.norm_layers import (
     untouched,
 )
 from normlab.callbacks.probe import cached_batches, dataset_of, loader_of
-from normlab.callbacks.train_eval_gap import evaluate
 
 
 @torch.no_grad()
@@ -66,7 +67,7 @@ def install(model: nn.Module, population: dict[str, tuple[Tensor, Tensor]]) -> N
         layers[name].running_var.copy_(var)
 
 
-class PopulationStats(pl.Callback):
+class PopulationStats(RecordingCallback):
     """Every `every_n_epochs` validations and at the last epoch, estimate the population
     statistics of each running-stat layer on `num_samples` training images (batches of the
     training batch size) and log
@@ -108,8 +109,8 @@ class PopulationStats(pl.Callback):
         self.seed = seed
         self.batch_size: int | None = None
         self.train_set = None
-        self.summary: dict[str, float] = {}
 
+    @override
     def on_train_start(self, trainer, pl_module) -> None:
         loader = loader_of(trainer.train_dataloader)  # kept for on_test_start
         self.train_set, self.batch_size = loader.dataset, loader.batch_size
@@ -121,11 +122,13 @@ class PopulationStats(pl.Callback):
         with trainer.precision_plugin.forward_context():
             return population_statistics(pl_module, batches, pl_module.device)
 
+    @override
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         wanted = self.apply_every_epoch and not trainer.sanity_checking and self.batch_size
         if wanted and running_stat_layers(pl_module):
             install(pl_module, self.estimate(trainer, pl_module))
 
+    @override
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking or self.batch_size is None or not trainer.is_global_zero:
             return
@@ -158,8 +161,10 @@ class PopulationStats(pl.Callback):
         if self.apply_at_end and self.batch_size and running_stat_layers(pl_module):
             install(pl_module, self.estimate(trainer, pl_module))
 
+    @override
     def on_fit_end(self, trainer, pl_module) -> None:
         self.apply(trainer, pl_module)
 
+    @override
     def on_test_start(self, trainer, pl_module) -> None:
         self.apply(trainer, pl_module)

@@ -1,11 +1,12 @@
 """Train/eval discrepancy: validation with batch statistics against validation with running ones."""
 
-import pytorch_lightning as pl
 import torch
-from torch import nn
+from typing_extensions import override
 
 from normlab import metric_names as names
+from normlab.callbacks.base import RecordingCallback
 from normlab.callbacks.board import layer_scalars, log_now
+from normlab.callbacks.evaluation import evaluate
 from normlab.callbacks.norm_layers import (
     batch_statistics,
     running_stat_layers,
@@ -14,20 +15,7 @@ from normlab.callbacks.norm_layers import (
 from normlab.callbacks.probe import cached_batches, dataset_of, loader_of
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, batches, device) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) of `model` as it is, over `batches`."""
-    correct, loss, count = 0, 0.0, 0
-    for x, y in batches:
-        x, y = x.to(device), y.to(device)
-        logits = model(x).float()
-        loss += nn.functional.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-        count += len(y)
-    return correct / count, loss / count
-
-
-class TrainEvalGap(pl.Callback):
+class TrainEvalGap(RecordingCallback):
     """At each validation (every `every_n_epochs`), on the validation images in full batches of
     the training batch size (all of them but the last partial batch, fewer than one batch; or up
     to `max_samples`), log
@@ -49,14 +37,16 @@ class TrainEvalGap(pl.Callback):
     """
 
     def __init__(self, every_n_epochs: int = 1, max_samples: int | None = None):
+        super().__init__()
         self.every_n_epochs = every_n_epochs
         self.max_samples = max_samples
         self.batch_size: int | None = None
-        self.summary: dict[str, float] = {}
 
+    @override
     def on_train_start(self, trainer, pl_module) -> None:
         self.batch_size = loader_of(trainer.train_dataloader).batch_size
 
+    @override
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking or self.batch_size is None or not trainer.is_global_zero:
             return  # under DDP: probed on rank zero's replica, batch statistics of its own
@@ -107,6 +97,7 @@ class TrainEvalGap(pl.Callback):
             distances[name] = distance.item()
         return layer_scalars(distances, names.GAP_ACTIVATION_LAYER, names.GAP_ACTIVATION, empty=0.0)
 
+    @override
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         train_acc = trainer.callback_metrics.get("train/acc")
         val_acc = trainer.callback_metrics.get("val/acc")

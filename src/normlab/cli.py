@@ -1,0 +1,18 @@
+"""The console commands: normlab-train (train.py's Hydra entry point, from anywhere in an
+editable install) and normlab-report (python -m normlab.report)."""
+
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from normlab.report.__main__ import main as report  # noqa: F401 (the normlab-report command)
+from normlab.train import run_and_record
+
+CONF = Path(__file__).resolve().parents[2] / "conf"  # the repository's conf/
+
+
+@hydra.main(config_path=str(CONF), config_name="train", version_base="1.3")
+def train(cfg: DictConfig) -> float:
+    """python train.py, as a command: the same config tree, the same run."""
+    return run_and_record(cfg)
