@@ -80,8 +80,9 @@ def test_compiled_layer_matches_torch(case, device):
 def test_compiled_steps_match_eager_steps(norm, device):
     """N SGD steps of the cnn, compiled and eager from the same weights: the losses, weights
     and buffers agree to float rounding, num_batches_tracked exactly; the state_dict keys are
-    the eager model's (checkpoints do not change). Batch Renorm's r and d clip from step 2 on:
-    compiled, its gradients were wrong there until r and d became one opaque op."""
+    the eager model's (checkpoints do not change). Batch Renorm's r and d clip from step 2 on,
+    where a partitioner that recomputes them from updated running statistics would give wrong
+    gradients (normlab::renorm_correction keeps them one opaque op)."""
     torch.manual_seed(0)
     eager = model_with(norm, in_channels=3, num_classes=10, image_size=16).to(device)
     compiled = copy.deepcopy(eager)

@@ -4,6 +4,7 @@ of normlab reads. Also the run-name and parallel-jobs resolvers."""
 
 import dataclasses
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,10 +92,6 @@ def parallel_jobs() -> int:
     """The parallel launcher's default n_jobs. On a GPU, small-batch runs are bound by the host
     launching kernels, not by the GPU, so runs are packed onto it: one per two CPU cores, at
     most one per GIB_PER_PACKED_RUN GiB of GPU memory, at most 8. On the CPU: 2."""
-    import os
-
-    import torch
-
     if not torch.cuda.is_available():
         return 2
     memory_gib = torch.cuda.get_device_properties(0).total_memory / 2**30

@@ -1,4 +1,4 @@
-"""Every value that used to give a traceback, or to train silently, is refused in one line."""
+"""Values a careless user gives: each is refused in one line, before any data is read."""
 
 import json
 
