@@ -18,7 +18,7 @@ from normlab.callbacks.settings import CallbacksSettings
 from normlab.data.datamodule import DataSettings
 from normlab.distributed import batch_sizes, check_sync_batchnorm
 from normlab.errors import ConfigError, require
-from normlab.models import CnnSettings, ResNetSettings
+from normlab.models import CnnSettings, ExternalModelSettings, ResNetSettings
 from normlab.norms import registry as norm_registry
 from normlab.optim import OptimSettings
 
@@ -211,7 +211,7 @@ class Settings:
     """One run's settings, typed and checked (Hydra's primary config `train`)."""
 
     norm: Any = MISSING  # the norm's own schema: normlab.norms.registry.schema(name)
-    model: Any = MISSING  # CnnSettings or ResNetSettings
+    model: Any = MISSING  # CnnSettings, ResNetSettings or ExternalModelSettings
     data: DataSettings = field(default_factory=DataSettings)
     trainer: TrainerSettings = field(default_factory=TrainerSettings)
     optim: OptimSettings = field(default_factory=OptimSettings)
@@ -293,6 +293,7 @@ def register_schemas() -> None:
         store.store(group="norm", name=f"{name}_schema", node=norm_registry.schema(name))
     store.store(group="model", name="cnn_schema", node=CnnSettings)
     store.store(group="model", name="resnet_schema", node=ResNetSettings)
+    store.store(group="model", name="external_schema", node=ExternalModelSettings)
 
 
 register_schemas()

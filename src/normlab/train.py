@@ -78,7 +78,7 @@ class RecordingFactory:
     def __init__(self, factory):
         self.factory = factory
 
-    def __call__(self, num_channels: int, spatial_size=None) -> nn.Module:
+    def __call__(self, num_channels: int, spatial_size=None) -> nn.Module:  # norm_factory's form
         try:
             return self.factory(num_channels, spatial_size)
         except ValueError as error:

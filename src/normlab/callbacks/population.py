@@ -101,6 +101,7 @@ class PopulationStats(RecordingCallback):
         apply_every_epoch: bool = False,
         seed: int = 0,
     ):
+        super().__init__()
         self.every_n_epochs = every_n_epochs
         self.num_samples = num_samples
         self.val_samples = val_samples

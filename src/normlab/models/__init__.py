@@ -14,6 +14,7 @@ from torch import nn
 
 from normlab.errors import require
 from normlab.models.cnn import SimpleCNN
+from normlab.models.external import ExternalSettings, timm_model, torchvision_model
 from normlab.models.resnet import ResNet, resnet18, resnet20
 from normlab.models.weight_standardization import standardize_convs
 
@@ -21,6 +22,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "resnet20": resnet20,
     "resnet18": resnet18,
     "cnn": SimpleCNN,
+    "torchvision": torchvision_model,
+    "timm": timm_model,
 }
 
 
@@ -76,6 +79,13 @@ class ResNetSettings(ModelSettings):
 
 
 @dataclass
+class ExternalModelSettings(ExternalSettings, ModelSettings):
+    """model=torchvision or model=timm: any of their classification models by `arch`."""
+
+    name: str = "torchvision"
+
+
+@dataclass
 class CnnSettings(ModelSettings):
     """The small CNN."""
 
@@ -86,6 +96,7 @@ class CnnSettings(ModelSettings):
 __all__ = [
     "MODELS",
     "CnnSettings",
+    "ExternalModelSettings",
     "ModelSettings",
     "ResNet",
     "ResNetSettings",

@@ -5,7 +5,7 @@ from collections import OrderedDict
 import torch
 from torch import Tensor, nn
 
-from normlab.models.init import conv_norm_act, he_init
+from normlab.models.init import conv_norm_act, he_init, make_norm
 
 
 class SimpleCNN(nn.Module):
@@ -32,7 +32,7 @@ class SimpleCNN(nn.Module):
                 units.append(("pool", nn.MaxPool2d(2)))
                 size //= 2
             for j in range(2):
-                norm = norm_layer(c_out, (size, size))
+                norm = make_norm(norm_layer, c_out, (size, size))
                 conv = nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False)
                 units.append((f"conv{j + 1}", conv_norm_act(conv, norm)))
                 c_in = c_out

@@ -1,5 +1,6 @@
 """What the models share: He initialisation and the named conv-norm-activation unit."""
 
+import inspect
 from collections import OrderedDict
 
 from torch import nn
@@ -43,3 +44,17 @@ def conv_norm_act(conv: nn.Conv2d, norm: nn.Module, activation: bool = True) -> 
     if activation:
         parts.append(("act", activation_after(norm)))
     return nn.Sequential(OrderedDict(parts))
+
+
+def make_norm(norm_layer, num_channels: int, spatial_size: tuple[int, int]) -> nn.Module:
+    """`norm_layer(num_channels)`, as torchvision and timm call a norm factory, with the feature
+    map's (H, W) as `spatial_size=` for a factory that takes it (normlab's norm_factory: its
+    LayerNorm's parameters cover space). torch's own nn.BatchNorm2d or nn.GroupNorm partials
+    work as they are."""
+    try:
+        parameters = inspect.signature(norm_layer).parameters
+    except (TypeError, ValueError):  # a builtin or C callable: the ecosystem's contract
+        return norm_layer(num_channels)
+    if "spatial_size" in parameters:
+        return norm_layer(num_channels, spatial_size=spatial_size)
+    return norm_layer(num_channels)

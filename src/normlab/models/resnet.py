@@ -15,6 +15,7 @@ from normlab.models.init import (
     conv_norm_act,
     conv_out,
     he_init,
+    make_norm,
     zero_init_last_gamma,
 )
 
@@ -29,15 +30,15 @@ class BasicBlock(nn.Module):
         super().__init__()
         out_size = conv_out(size, stride)
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-        self.norm1 = norm_layer(c_out, (out_size, out_size))
+        self.norm1 = make_norm(norm_layer, c_out, (out_size, out_size))
         self.act1 = activation_after(self.norm1)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-        self.norm2 = norm_layer(c_out, (out_size, out_size))
+        self.norm2 = make_norm(norm_layer, c_out, (out_size, out_size))
         self.relu = nn.ReLU(inplace=True)
         self.shortcut = nn.Identity()
         if stride != 1 or c_in != c_out:
             conv = nn.Conv2d(c_in, c_out, 1, stride, bias=False)
-            norm = norm_layer(c_out, (out_size, out_size))
+            norm = make_norm(norm_layer, c_out, (out_size, out_size))
             self.shortcut = conv_norm_act(conv, norm, activation=False)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -64,7 +65,7 @@ class ResNet(nn.Module):
         super().__init__()
         size = image_size
         stem_conv = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
-        self.stem = conv_norm_act(stem_conv, norm_layer(widths[0], (size, size)))
+        self.stem = conv_norm_act(stem_conv, make_norm(norm_layer, widths[0], (size, size)))
         self.stage_names, c_in = [], widths[0]
         for i, width in enumerate(widths):
             blocks = []

@@ -7,6 +7,7 @@
 from normlab.norms.base import RunningStatsNorm
 from normlab.norms.batch import BatchNorm1d, BatchNorm2d
 from normlab.norms.batch_renorm import BatchRenorm2d
+from normlab.norms.convert import Conversion, convert
 from normlab.norms.frn import FilterResponseNorm2d
 from normlab.norms.ghost_batch import GhostBatchNorm2d
 from normlab.norms.group import GroupNorm
@@ -19,6 +20,7 @@ __all__ = [
     "BatchNorm1d",
     "BatchNorm2d",
     "BatchRenorm2d",
+    "Conversion",
     "FilterResponseNorm2d",
     "GhostBatchNorm2d",
     "GroupNorm",
@@ -26,6 +28,7 @@ __all__ = [
     "LayerNorm",
     "RunningStatsNorm",
     "build",
+    "convert",
     "norm_factory",
     "options_of",
     "register",
