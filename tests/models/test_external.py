@@ -115,3 +115,32 @@ def test_torchvision_and_timm_models_by_name_with_the_datasets_shape():
                         arch="resnet18", cifar_stem=True)  # fmt: skip
     assert isinstance(model.layer1[0].bn1, GroupNorm)
     assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("model", "norm", "layer"),
+    [("torchvision", "batch", "layer1.0.bn1"), ("timm", "group", "layer1.0.bn1")],
+)
+def test_the_callbacks_name_a_converted_models_layers_by_path(tmp_path, model, norm, layer):
+    """Through train.py's run, callbacks=default: BN's drift and gap tags carry module paths;
+    GN's train/eval gap is exactly 0."""
+    if model == "timm":
+        pytest.importorskip("timm")
+    from tests.events import scalars
+    from tests.runs import tiny_overrides, train_here
+
+    overrides = [*tiny_overrides(tmp_path), f"model={model}", "model.arch=resnet18",
+                 "model.cifar_stem=true", f"norm={norm}", "data.batch_size=4",
+                 "data.eval_batch_size=8", "callbacks.drift.every_n_steps=1",
+                 "callbacks.population.num_samples=16"]  # fmt: skip
+    record = train_here(*overrides, run_dir=tmp_path / "run")
+    assert record.metrics["status"] == "finished"
+    tags = scalars(tmp_path / "run")
+    if norm == "batch":
+        assert f"drift/{layer}/mean_to_batch" in tags
+        assert f"gap/{layer}/activation_distance" in tags
+        assert f"precise/{layer}/mean_distance" in tags
+    else:
+        assert record.metrics["gap_acc"] == 0.0 and record.metrics["gap_loss"] == 0.0
+        assert not any(tag.startswith("drift/") for tag in tags)
