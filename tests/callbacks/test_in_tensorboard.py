@@ -65,7 +65,7 @@ def test_hparams_tab_has_settings_and_final_metrics(bn_run):
     values, metric_tags = hparams(bn_run)
     assert values["norm"] == "batch" and values["model"] == "cnn" and values["dataset"] == "cifar10"
     assert values["batch_size"] == 4 and values["lr"] == pytest.approx(0.1 * 4 / 128)
-    assert values["norm.momentum"] == pytest.approx(0.1)
+    assert values["norm.momentum"] == "0.1"  # norm options as text: one type in every run
     expected = {"hp/val_acc", "hp/test_acc", "hp/gap_acc", "hp/drift_to_batch"}
     assert expected <= set(metric_tags)
     final = {tag: scalars(bn_run)[tag][-1] for tag in expected}
@@ -223,7 +223,9 @@ def test_hparams_tab_of_a_bn_and_gn_sweep_has_every_column_over_http(tmp_path):
     try:
         assert sorted(server.wait_for_runs(2)) == ["norm=batch", "norm=group"]  # swept key only
         experiment = server.post("/data/plugin/hparams/experiment", {"experimentName": ""})
-        columns = {h["name"] for h in experiment["hparamInfos"]}
+        order = [h["name"] for h in experiment["hparamInfos"]]
+        assert order[:2] == ["norm", "batch_size"]  # the question's columns lead the table
+        columns = set(order)
         assert {
             "norm",
             "norm.momentum",
@@ -234,7 +236,9 @@ def test_hparams_tab_of_a_bn_and_gn_sweep_has_every_column_over_http(tmp_path):
             "batch_size",
             "seed",
         } <= columns
-        metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
+        metric_order = [m["name"]["tag"] for m in experiment["metricInfos"]]
+        assert metric_order[:4] == ["hp/val_acc", "hp/test_acc", "hp/gap_acc", "hp/drift_to_batch"]
+        metrics = set(metric_order)
         assert {"hp/val_acc", "hp/gap_acc", "hp/drift_to_batch", "hp/epochs", "hp/steps",
                 "hp/train_images"} <= metrics  # fmt: skip
         groups = server.post("/data/plugin/hparams/session_groups", {
@@ -245,8 +249,13 @@ def test_hparams_tab_of_a_bn_and_gn_sweep_has_every_column_over_http(tmp_path):
         })["sessionGroups"]  # fmt: skip
         rows = {g["hparams"]["norm"]: g for g in groups}
         assert sorted(rows) == ["batch", "group"]
-        assert rows["group"]["hparams"]["norm.num_groups"] == 8
+        assert rows["group"]["hparams"]["norm.num_groups"] == "8"
         assert rows["batch"]["hparams"]["norm.num_groups"] == "n/a"
+        assert rows["group"]["hparams"]["norm.group_size"] == "n/a"  # unset: as where absent
+        for option in columns - {"norm"}:  # every norm option: one type (text) in both runs
+            if option.startswith("norm."):
+                kinds = {type(rows[n]["hparams"][option]) for n in rows}
+                assert kinds == {str}, (option, kinds)
         for row in rows.values():
             values = {m["name"]["tag"]: m["value"] for m in row["metricValues"]}
             assert metrics <= set(values) and all(math.isfinite(v) for v in values.values())

@@ -3,12 +3,27 @@ custom-scalars layout and the HPARAMS record."""
 
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
+from tensorboard.plugins.hparams import plugin_data_pb2
 from torch.utils.tensorboard.summary import hparams as tensorboard_hparams
 
 from normlab import metric_names as names
 
-# The HPARAMS tab's metric columns, hp/<column>, each filled from its final tag.
-HPARAM_METRICS = {f"hp/{f.column}": f.tag for f in names.FINALS if f.hparam}
+# The HPARAMS tab's metric columns, hp/<column>, each filled from its final tag: the question's
+# first (accuracy, then the train/eval gap and the drift that explain it).
+FIRST_METRICS = ("val_acc", "test_acc", "gap_acc", "drift_to_batch")
+HPARAM_METRICS = {
+    f"hp/{f.column}": f.tag
+    for f in sorted(
+        names.FINALS,
+        key=lambda f: (
+            FIRST_METRICS.index(f.column) if f.column in FIRST_METRICS else len(FIRST_METRICS)
+        ),
+    )  # fmt: skip
+    if f.hparam
+}
+# TensorBoard sorts HPARAMS columns by (not differs, name): marking `norm` as the column that
+# differs puts it first, then the rest by name (batch_size, dataset, ..., lr, ...).
+LEAD_HPARAM = "norm"
 ABSENT = {f"hp/{f.column}": f.absent for f in names.FINALS if f.hparam and f.absent is not None}
 NOT_APPLICABLE = "n/a"  # an HPARAMS cell for an option the run's norm does not have
 
@@ -78,17 +93,36 @@ def start_record(logger, hparams: dict) -> None:
         plain = {k: v if isinstance(v, bool | int | float | str) else str(v)
                  for k, v in hparams.items()}  # fmt: skip
         writer = logger.experiment._get_file_writer()
-        for summary in tensorboard_hparams(plain, dict.fromkeys(HPARAM_METRICS, 0.0)):
+        experiment, *sessions = tensorboard_hparams(plain, dict.fromkeys(HPARAM_METRICS, 0.0))
+        for summary in (lead_with(experiment, LEAD_HPARAM), *sessions):
             writer.add_summary(summary)
         logger.experiment.add_custom_scalars(LAYOUT)
 
 
+def lead_with(experiment, name: str):
+    """The HPARAMS experiment summary with column `name` marked as the one that differs."""
+    value = experiment.value[0]
+    data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+    for info in data.experiment.hparam_infos:
+        info.differs = info.name == name
+    value.metadata.plugin_data.content = data.SerializeToString()
+    return experiment
+
+
+def option_text(value) -> str:
+    """A norm option as its HPARAMS cell: text, one type for every run (a number in one run and
+    'n/a' in another would cut the other's line in the parallel-coordinates view)."""
+    return NOT_APPLICABLE if value is None else str(value)
+
+
 def every_norm_option(hparams: dict, options: dict[str, list[str]]) -> dict:
     """`hparams` with a ``norm.<option>`` entry for every option of every norm (`options`: norm
-    name -> its option names), NOT_APPLICABLE where the run's norm lacks it: each run of a sweep
-    then declares the same HPARAMS columns, whichever run TensorBoard reads first."""
+    name -> its option names), NOT_APPLICABLE where the run's norm lacks it (or leaves it
+    unset): each run of a sweep then declares the same HPARAMS columns, of one type (text),
+    whichever run TensorBoard reads first."""
     every = sorted({o for names in options.values() for o in names})
-    return {**{f"norm.{o}": NOT_APPLICABLE for o in every}, **hparams}
+    own = {k: option_text(v) for k, v in hparams.items() if k.startswith("norm.")}
+    return {**{f"norm.{o}": NOT_APPLICABLE for o in every}, **hparams, **own}
 
 
 def final_record(logger, step: int, final: dict[str, float]) -> None:
