@@ -25,7 +25,8 @@ class RunningStatsDrift(RecordingCallback):
     """Every `every_n_steps` training steps, for each layer with running statistics, log
 
     - ``drift/<layer>/mean_change``, ``var_change``: ||M_t - M_prev|| / ||M_t|| of running_mean
-      and running_var since the previous log;
+      and running_var since the previous log (the first log: since the first step's update,
+      so that no run's curve starts with the jump from the initial running_mean = 0);
     - ``drift/<layer>/mean_to_batch``, ``std_to_batch``: RMS over channels of the distance from
       the running mean (std) to this training batch's mean (std), in units of
       sqrt(running_var + eps), both taken just before the layer's own update;
@@ -42,11 +43,6 @@ class RunningStatsDrift(RecordingCallback):
         self.to_batch: dict[str, tuple[float, float]] = {}
         self.handles = []
         self.eager_before: bool | None = None  # a measured step runs uncompiled, so hooks fire
-
-    @override
-    def on_train_start(self, trainer, pl_module) -> None:
-        if not self.previous:  # a resumed run keeps the snapshot its checkpoint carried
-            self.previous = self.snapshot(pl_module)
 
     @override
     def state_dict(self) -> dict:
@@ -93,6 +89,9 @@ class RunningStatsDrift(RecordingCallback):
         if self.eager_before is not None:
             set_eager(pl_module, self.eager_before)
             self.eager_before = None
+        first = not self.previous  # the reference: the first step's update, not the initial
+        if first:  # 0/1 buffers (a resumed run keeps the one its checkpoint carried)
+            self.previous = self.snapshot(pl_module)
         if not self.handles:
             return
         for handle in self.handles:
@@ -101,9 +100,10 @@ class RunningStatsDrift(RecordingCallback):
         now = self.snapshot(pl_module)
         values: dict[str, dict[str, float]] = {m: {} for m in DRIFT_METRICS}
         for name, (mean, var) in now.items():
-            before_mean, before_var = self.previous.get(name, (mean, var))
-            values["mean_change"][name] = relative_change(mean, before_mean)
-            values["var_change"][name] = relative_change(var, before_var)
+            if not first and name in self.previous:
+                before_mean, before_var = self.previous[name]
+                values["mean_change"][name] = relative_change(mean, before_mean)
+                values["var_change"][name] = relative_change(var, before_var)
             if name in self.to_batch:
                 values["mean_to_batch"][name], values["std_to_batch"][name] = self.to_batch[name]
         self.previous = now

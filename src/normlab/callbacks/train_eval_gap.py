@@ -59,8 +59,11 @@ class TrainEvalGap(RecordingCallback):
         with trainer.precision_plugin.forward_context():
             with untouched(pl_module):
                 acc_eval, loss_eval = evaluate(pl_module.eval(), batches, pl_module.device)
-            with batch_statistics(pl_module):
-                acc_train, loss_train = evaluate(pl_module, batches, pl_module.device)
+            if running_stat_layers(pl_module):
+                with batch_statistics(pl_module):
+                    acc_train, loss_train = evaluate(pl_module, batches, pl_module.device)
+            else:  # no running statistics: train mode is eval mode, the gap 0 by construction
+                acc_train, loss_train = acc_eval, loss_eval
         metrics = {
             names.GAP_VAL_ACC_EVAL: acc_eval,
             names.GAP_VAL_LOSS_EVAL: loss_eval,
