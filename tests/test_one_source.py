@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from normlab.callbacks.settings import CallbacksSettings
 from normlab.config import LoggerSettings, PathsSettings, TrainerSettings
 from normlab.data.datamodule import DataSettings
-from normlab.models import CnnSettings, ResNetSettings
+from normlab.models import CnnSettings, ExternalModelSettings, ResNetSettings
 from normlab.norms import NORMS, build, registry
 from normlab.optim import OptimSettings
 from normlab.run_identity import flat
@@ -21,7 +21,11 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 SCHEMAS = {"data": DataSettings, "trainer": TrainerSettings, "optim": OptimSettings,
            "callbacks": CallbacksSettings, "logger": LoggerSettings,
            "paths": PathsSettings}  # fmt: skip
-MODEL_SCHEMAS = {"cnn_schema": CnnSettings, "resnet_schema": ResNetSettings}
+MODEL_SCHEMAS = {
+    "cnn_schema": CnnSettings,
+    "resnet_schema": ResNetSettings,
+    "external_schema": ExternalModelSettings,
+}
 FILES = sorted((g, p.stem) for g in [*SCHEMAS, "model", "norm"] for p in (CONF / g).glob("*.yaml"))
 
 

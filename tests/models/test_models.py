@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from normlab.models import MODELS, build_model
+from normlab.models import build_model
 from normlab.norms import NORMS, norm_factory
 
 NORM_CLASSES = ("BatchNorm2d", "BatchRenorm2d", "GhostBatchNorm2d", "FilterResponseNorm2d",
@@ -25,7 +25,7 @@ def counting(name):
     return build, calls
 
 
-@pytest.mark.parametrize("model_name", sorted(MODELS))
+@pytest.mark.parametrize("model_name", sorted(SITES))  # normlab's own; external: test_external
 @pytest.mark.parametrize("norm", sorted(NORMS))
 def test_every_norm_every_model_trains_one_step(model_name, norm):
     torch.manual_seed(0)
@@ -59,7 +59,7 @@ def test_shortcut_projections_are_normalized():
     assert isinstance(projection[0], nn.Conv2d) and type(projection[1]).__name__ == "GroupNorm"
 
 
-@pytest.mark.parametrize("model_name", sorted(MODELS))
+@pytest.mark.parametrize("model_name", sorted(SITES))  # normlab's own; external: test_external
 def test_fashion_mnist_shape(model_name):
     """1 channel, 28x28: layer norm's (C, H, W) follows the odd sizes 28, 14, 7, 4."""
     model = build_model(
