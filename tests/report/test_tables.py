@@ -64,7 +64,7 @@ def test_precise_bn_at_test_is_its_own_line_in_the_test_error_figure(tmp_path):
                for r in ROWS if r["norm"] == "batch"]  # fmt: skip
     table = aggregate([*ROWS, *precise])
     lines = series(table, "test_error", "batch_size")
-    bn, bn_precise = lines["batch"], lines["batch (PreciseBN at test)"]
+    bn, bn_precise = lines["BatchNorm"], lines["BatchNorm (PreciseBN at test)"]
     assert [e["batch_size"] for e in bn_precise] == [2, 32, 128]
     differences = [a["test_error"] - b["test_error"] for a, b in zip(bn, bn_precise, strict=True)]
     assert [round(d, 6) for d in differences] == [1.0] * 3

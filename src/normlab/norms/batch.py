@@ -129,7 +129,9 @@ class BatchNorm2d(_BatchNorm):
             raise ValueError(f"expected 4D input (got {x.dim()}D input)")
 
 
-@register("batch", batch_statistics=True, syncs=True, running_stats=RunningStats.ema)
+@register(
+    "batch", title="BatchNorm", batch_statistics=True, syncs=True, running_stats=RunningStats.ema
+)
 def build_batch(
     num_channels: int,
     spatial_size=None,

@@ -133,6 +133,7 @@ class BatchRenorm2d(BatchNorm2d):
 
 @register(
     "batch_renorm",
+    title="Batch Renorm",
     batch_statistics=True,
     syncs=True,
     running_stats=RunningStats.ema,

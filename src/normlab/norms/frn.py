@@ -49,7 +49,7 @@ class FilterResponseNorm2d(nn.Module):
         return f"{self.num_features}, eps={self.eps}"
 
 
-@register("frn")
+@register("frn", title="FRN")
 def build_frn(num_channels: int, spatial_size=None, *, eps: float = 1e-6) -> FilterResponseNorm2d:
     return FilterResponseNorm2d(num_channels, eps)
 

@@ -106,6 +106,7 @@ def virtual_batch(options: dict, batch_size: int) -> int:
 
 @register(
     "ghost_batch",
+    title="Ghost BN",
     batch_statistics=True,
     running_stats=RunningStats.optional,
     norm_batch=virtual_batch,

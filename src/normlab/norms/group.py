@@ -128,6 +128,7 @@ def group_size_replaces_num_groups(options: dict) -> dict:
 
 @register(
     "group",
+    title="GroupNorm",
     option_rule=group_size_replaces_num_groups,
     columns=(
         Column("num_groups", "groups", "groups G (log\N{SUBSCRIPT TWO} scale)",

@@ -93,7 +93,7 @@ class InstanceNorm2d(RunningStatsNorm):
         return y.to(output_dtype(x))
 
 
-@register("instance", running_stats=RunningStats.optional)
+@register("instance", title="InstanceNorm", running_stats=RunningStats.optional)
 def build_instance(
     num_channels: int,
     spatial_size=None,

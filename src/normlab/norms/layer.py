@@ -80,7 +80,7 @@ class LayerAffine(Enum):
 LAYER_AFFINE = tuple(mode.value for mode in LayerAffine)
 
 
-@register("layer")
+@register("layer", title="LayerNorm")
 def build_layer(
     num_channels: int,
     spatial_size=None,

@@ -64,6 +64,7 @@ class NormSpec:
 
     - `builder(num_channels, spatial_size=None, **options)`: the layer; its keyword options,
       with their types and defaults, are the norm's config schema (`schema(name)`);
+    - `title`: its name for readers (figure legends);
     - `batch_statistics`: its training statistics come from the batch (batch_size >= 2);
     - `syncs`: its statistics can span every device (its `sync` option; SyncBN);
     - `running_stats`: what it keeps between batches (RunningStats);
@@ -76,6 +77,7 @@ class NormSpec:
 
     name: str
     builder: NormBuilder
+    title: str = ""  # what a reader calls it: figure legends (BatchNorm, GroupNorm, ...)
     batch_statistics: bool = False
     syncs: bool = False
     running_stats: RunningStats = RunningStats.none
@@ -249,7 +251,7 @@ def norm_factory(name: str, **options) -> Callable[..., nn.Module]:
     return functools.partial(build, name, **options)
 
 
-@register("none", norm_batch=no_statistics)
+@register("none", title="no norm", norm_batch=no_statistics)
 def build_none(num_channels: int, spatial_size=None) -> nn.Module:
     """No normalization: the identity."""
     return nn.Identity()

@@ -5,13 +5,16 @@ python -m normlab.report <sweep dir> [--out DIR]
 
 from pathlib import Path
 
+from normlab.report import contrasts as declared_contrasts
 from normlab.report.collect import collect
 from normlab.report.plots import plot
 from normlab.report.tables import aggregate, markdown, write_csv
 
 
-def summarize(sweep: Path, out: Path | None = None) -> list[Path]:
-    """Write summary.csv, summary.md and the PNGs (into `out`, default the sweep folder)."""
+def summarize(sweep: Path, out: Path | None = None, contrasts: Path | None = None) -> list[Path]:
+    """Write summary.csv, summary.md and the PNGs (into `out`, default the sweep folder); with
+    a contrasts file (default: the sweep's contrasts.yaml, if any), contrasts.csv and the
+    contrasts section of summary.md."""
     sweep = Path(sweep)
     if not sweep.is_dir():
         raise FileNotFoundError(f"no sweep folder at {sweep}")
@@ -20,8 +23,19 @@ def summarize(sweep: Path, out: Path | None = None) -> list[Path]:
     rows = collect(sweep)
     table = aggregate(rows)
     write_csv(rows, out / "summary.csv")
-    (out / "summary.md").write_text(markdown(rows, table))
-    return [out / "summary.csv", out / "summary.md", *plot(table, out)]
+    contrasts = Path(contrasts) if contrasts else sweep / "contrasts.yaml"
+    declared = (
+        declared_contrasts.compute(table, declared_contrasts.read(contrasts))
+        if (contrasts.is_file())
+        else []
+    )
+    text = markdown(rows, table) + declared_contrasts.markdown(declared)
+    (out / "summary.md").write_text(text)
+    written = [out / "summary.csv", out / "summary.md"]
+    if declared:
+        declared_contrasts.write_csv(declared, out / "contrasts.csv")
+        written.append(out / "contrasts.csv")
+    return [*written, *plot(table, out)]
 
 
 __all__ = ["aggregate", "collect", "markdown", "plot", "summarize"]

@@ -5,12 +5,18 @@ import sys
 from pathlib import Path
 
 from normlab.report import collect, summarize
+from normlab.report.contrasts import ContrastError
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m normlab.report", description=__doc__)
     parser.add_argument("sweep", type=Path, help="a multirun folder (or any folder of runs)")
     parser.add_argument("--out", type=Path, help="where to write (default: the sweep folder)")
+    parser.add_argument(
+        "--contrasts",
+        type=Path,
+        help="the study's declared contrasts (default: <sweep>/contrasts.yaml)",
+    )
     args = parser.parse_args(argv)
     if not args.sweep.is_dir():
         print(f"error: no sweep folder at {args.sweep}", file=sys.stderr)
@@ -21,7 +27,14 @@ def main(argv=None) -> int:
             f"error: no runs (folders with .hydra/config.yaml) under {args.sweep}", file=sys.stderr
         )
         return 2
-    written = summarize(args.sweep, args.out)
+    if args.contrasts is not None and not args.contrasts.is_file():
+        print(f"error: no contrasts file at {args.contrasts}", file=sys.stderr)
+        return 2
+    try:
+        written = summarize(args.sweep, args.out, args.contrasts)
+    except ContrastError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     counts = {s: sum(r.get("status") == s for r in rows) for s in {r.get("status") for r in rows}}
     print(f"{len(rows)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     for path in written:

@@ -1,13 +1,14 @@
 """Aggregated rows -> PNG figures in the style of the Group Normalization paper's Figure 1:
-titled with the dataset, model, epochs and seeds; mean ± std error bars with n in the legend."""
+titled with the dataset, model, epochs, seeds and lr rule; 95% CI error bars (t, over seeds),
+readable names and n in the legend, each line offset a little so that none hides another."""
 
 import math
 from pathlib import Path
 
 import matplotlib
 
-from normlab.norms.registry import report_columns
-from normlab.report.tables import describe, label, unequal_training
+from normlab.norms.registry import NORMS, report_columns
+from normlab.report.tables import describe, unequal_training
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -43,10 +44,37 @@ def series(table: list[dict], y: str, x: str) -> dict[str, list[dict]]:
     for e in table:
         if e.get(x) is None or math.isnan(e.get(y, math.nan)):
             continue
-        name = label(e) if len(settings) == 1 else f"{label(e)} ({e['dataset']}, {e['model']})"
+        name = (
+            readable(e) if len(settings) == 1 else f"{readable(e)} ({e['dataset']}, {e['model']})"
+        )
         lines.setdefault(name, []).append(e)
     return {k: sorted(v, key=lambda e: e[x]) for k, v in lines.items()
             if len({e[x] for e in v}) > 1}  # fmt: skip
+
+
+def readable(entry: dict) -> str:
+    """A legend's name for a cell: GroupNorm (G = 8), GroupNorm + WS, BatchNorm (PreciseBN at
+    test), Batch Renorm (r_max=1.5, d_max=0.5)."""
+    norm = entry["norm"]
+    text = (NORMS[norm].title or norm) if norm in NORMS else str(norm)
+    if entry.get("num_groups") is not None and x_of_interest(entry) != "num_groups":
+        text += f" (G = {entry['num_groups']})"
+    text += " + WS" if entry.get("weight_standardization") else ""
+    text += f" ({entry['options']})" if entry.get("options") else ""
+    return text + (" (PreciseBN at test)" if entry.get("population_at_test") else "")
+
+
+def x_of_interest(entry: dict) -> str | None:
+    return entry.get("_x")
+
+
+def lr_rule(rows: list[dict]) -> str:
+    """'lr = 0.1·B/128' when every run's lr is one base lr times its batch over 128."""
+    bases = {round(r["lr"] * 128 / e["batch_size"], 6) for e in rows for r in e.get("runs", [])
+             if isinstance(r.get("lr"), int | float)}  # fmt: skip
+    if len(bases) == 1:
+        return f"lr = {bases.pop():g}·B/128"
+    return f"lr·128/B ∈ {{{', '.join(f'{b:g}' for b in sorted(bases))}}}" if bases else ""
 
 
 def n_label(rows: list[dict]) -> str:
@@ -54,19 +82,33 @@ def n_label(rows: list[dict]) -> str:
     return f"n={ns[0]}" if len(ns) == 1 else f"n={ns[0]}–{ns[-1]}"
 
 
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+LINESTYLES = ("-", "--", "-.", (0, (5, 1)), (0, (3, 1, 1, 1)), (0, (1, 1)))
+
+
+def ci_half_width(entry: dict, y: str) -> float:
+    low, high = entry.get(y + "_ci", (math.nan, math.nan))
+    return 0.0 if math.isnan(low) else (high - low) / 2
+
+
 def plot(table: list[dict], out: Path) -> list[Path]:
     """Write each figure that the sweep has data for (at least two x values for some line)."""
     written = []
     for name, y, ylabel, x, xlabel in figures():
-        lines = series(table, y, x)
+        lines = series([{**e, "_x": x} for e in table], y, x)
         if not lines:
             continue
         shown = [e for rows in lines.values() for e in rows]
         fig, ax = plt.subplots(figsize=(5.6, 4.0), dpi=150)
-        for line, rows in sorted(lines.items()):
-            xs = [e[x] for e in rows]
-            ax.errorbar(xs, [e[y] for e in rows], yerr=[e[y + "_std"] for e in rows], marker="o",
-                        capsize=3, label=f"{line} ({n_label(rows)})")  # fmt: skip
+        ordered = sorted(lines.items())
+        for i, (line, rows) in enumerate(ordered):
+            # side by side, so that no line hides another: a small offset along the log axis
+            shift = 2 ** (0.06 * (i - (len(ordered) - 1) / 2))
+            xs = [e[x] * shift for e in rows]
+            errors = [ci_half_width(e, y) for e in rows]
+            ax.errorbar(xs, [e[y] for e in rows], yerr=errors, marker=MARKERS[i % len(MARKERS)],
+                        linestyle=LINESTYLES[i % len(LINESTYLES)], capsize=3,
+                        label=f"{line} ({n_label(rows)})")  # fmt: skip
         ax.set_xscale("log", base=2)
         ticks = sorted({e[x] for e in shown})
         ax.set_xticks(ticks, [str(t) for t in ticks])
@@ -74,10 +116,12 @@ def plot(table: list[dict], out: Path) -> list[Path]:
         if x == "batch_size" or any(c.large_first for c in report_columns() if c.option == x):
             ax.invert_xaxis()  # as the GN paper's Figure 1: large batches on the left
         if y == "gap_points":
-            ax.axhline(0, color="grey", linewidth=0.8)
+            ax.axhline(0, color="black", linewidth=0.8, linestyle=":")  # the reference: no gap
         ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.set_title(describe(shown), fontsize=8)
+        ax.set_ylabel(f"{ylabel}, mean ± 95% CI")
+        rule = lr_rule(shown)
+        ax.set_title(f"{describe(shown)}{'; ' + rule if rule else ''}\nbars: 95% CI of the mean "
+                     "(t, n seeds)", fontsize=8)  # fmt: skip
         flagged = unequal_training(shown)
         if flagged:
             fig.text(0.01, 0.01, f"unequal training: {flagged[0]:.0f} to {flagged[1]:.0f} "

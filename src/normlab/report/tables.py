@@ -7,6 +7,7 @@ from pathlib import Path
 
 from normlab.norms.registry import report_columns
 from normlab.report.collect import columns, settings_columns
+from normlab.report.statistics import interval
 
 
 def group_by() -> list[str]:
@@ -84,24 +85,33 @@ def aggregate(rows: list[dict]) -> list[dict]:
         members = groups[key]
         entry = dict(zip(keys, key, strict=True))
         entry["n"] = len(members)
+        entry["runs"] = members
         entry["seeds"] = sorted({r.get("seed") for r in members}, key=str)
         entry["epochs"] = sorted({int(r["epochs"]) for r in members if r.get("epochs")})
         for column in AGGREGATED:
             entry[column], entry[column + "_std"] = mean_std(r.get(column) for r in members)
+            entry[column + "_ci"] = interval(finite(r.get(column) for r in members))
         table.append(entry)
     return table
 
 
-def cell(mean: float, std: float, n: int, digits: int) -> str:
+def cell(mean: float, std: float, n: int, digits: int, ci=None) -> str:
+    """mean ± SD, and the 95% CI of the mean when given: 9.87 ± 0.27 [9.20, 10.54]."""
     if math.isnan(mean):
         return "–"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}" if n > 1 else f"{mean:.{digits}f}"
+    if n <= 1:
+        return f"{mean:.{digits}f}"
+    text = f"{mean:.{digits}f} ± {std:.{digits}f}"
+    if ci is not None and not math.isnan(ci[0]):
+        text += f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+    return text
 
 
 def markdown(rows: list[dict], table: list[dict]) -> str:
     """What the rows share, the aggregated table (mean ± std over n seeds), then every run that
     did not finish, with its status and error."""
-    lines = [f"{describe(table)}; mean ± std over the n seeds." if table else "No finished runs."]
+    lines = [f"{describe(table)}; mean ± SD over the n seeds, [95% CI of the mean, t-based]."
+             if table else "No finished runs."]  # fmt: skip
     flagged = unequal_training(table)
     if flagged:
         lines.append(f"Unequal training: {flagged[0]:.0f} to {flagged[1]:.0f} training images "
@@ -115,8 +125,8 @@ def markdown(rows: list[dict], table: list[dict]) -> str:
         images = "–" if math.isnan(e["train_images"]) else f"{e['train_images']:.0f}"
         cells = [e["dataset"], e["model"], label(e), e["batch_size"],
                  *("" if e.get(c.option) is None else e[c.option] for c in shown),
-                 cell(e["val_error"], e["val_error_std"], e["n"], 2),
-                 cell(e["test_error"], e["test_error_std"], e["n"], 2),
+                 cell(e["val_error"], e["val_error_std"], e["n"], 2, e["val_error_ci"]),
+                 cell(e["test_error"], e["test_error_std"], e["n"], 2, e["test_error_ci"]),
                  cell(e["gap_points"], e["gap_points_std"], e["n"], 2),
                  cell(e["drift_to_batch"], e["drift_to_batch_std"], e["n"], 3),
                  cell(e["precise_distance"], e["precise_distance_std"], e["n"], 3),

@@ -1,0 +1,95 @@
+"""A study's declared contrasts: which cells it compares, read from a YAML file, and the
+contrasts table (contrasts.csv and a section of summary.md).
+
+    # experiments/<study>/contrasts.yaml
+    metrics: [test_error, val_error]
+    contrasts:
+      - {a: {norm: batch, batch_size: 2}, b: {norm: group, batch_size: 2}}
+
+Each side selects exactly one cell of the summary by its settings (any summary.csv setting
+column: norm, batch_size, num_groups, weight_standardization, options, ...). B − A is reported
+per metric, with Holm's adjustment over the file's contrasts of that metric.
+"""
+
+import csv
+import math
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from normlab.report.statistics import Contrast, contrast, holm
+from normlab.report.tables import label
+
+COLUMNS = ["metric", "a", "b", "n_a", "n_b", "difference", "ci_low", "ci_high", "test", "p",
+           "welch_p", "holm_p", "ci_excludes_zero"]  # fmt: skip
+
+
+class ContrastError(ValueError):
+    """A declared contrast that selects no cell, or several."""
+
+
+def cell_name(entry: dict) -> str:
+    options = [f"{k}={entry[k]}" for k in ("num_groups", "group_size", "virtual_batch_size")
+               if entry.get(k) is not None]  # fmt: skip
+    extra = f", {', '.join(options)}" if options else ""
+    return f"{label(entry)} @ batch {entry['batch_size']}{extra}"
+
+
+def select(table: list[dict], selector: dict) -> dict:
+    found = [e for e in table if all(str(e.get(k)) == str(v) for k, v in selector.items())]
+    if len(found) != 1:
+        raise ContrastError(f"contrast cell {dict(selector)} matches {len(found)} cells; "
+                            "allowed: settings that select exactly one")  # fmt: skip
+    return found[0]
+
+
+def per_seed(entry: dict, metric: str) -> dict:
+    values = {}
+    for run in entry["runs"]:
+        value = run.get(metric)
+        if isinstance(value, int | float) and not math.isnan(value):
+            values[run.get("seed")] = float(value)
+    return values
+
+
+def compute(table: list[dict], declared: dict) -> list[Contrast]:
+    """Every declared contrast on every declared metric; Holm per metric."""
+    rows: list[Contrast] = []
+    for metric in declared.get("metrics", ["test_error"]):
+        family = []
+        for pair in declared.get("contrasts", []):
+            a, b = select(table, pair["a"]), select(table, pair["b"])
+            family.append(contrast(per_seed(a, metric), per_seed(b, metric),
+                                   (cell_name(a), cell_name(b)), metric))  # fmt: skip
+        for row, adjusted in zip(family, holm([c.p for c in family]), strict=True):
+            row.holm_p = adjusted
+        rows += family
+    return rows
+
+
+def read(path: Path) -> dict:
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+
+
+def write_csv(rows: list[Contrast], path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(COLUMNS)
+        for c in rows:
+            writer.writerow([c.metric, c.a, c.b, c.n_a, c.n_b, f"{c.difference:.4f}",
+                             f"{c.low:.4f}", f"{c.high:.4f}", c.test, f"{c.p:.4g}",
+                             f"{c.welch_p:.4g}", f"{c.holm_p:.4g}", c.excludes_zero])  # fmt: skip
+
+
+def markdown(rows: list[Contrast]) -> str:
+    if not rows:
+        return ""
+    lines = ["", "Contrasts (B − A in points; 95% CI; paired t-test where both cells ran the same "
+             "seeds, else Welch's; Holm over this file's contrasts of each metric):", "",
+             "| metric | A | B | B − A | 95% CI | test | p | Holm p | CI excludes 0 |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for c in rows:
+        lines.append(f"| {c.metric} | {c.a} | {c.b} | {c.difference:+.2f} | "
+                     f"[{c.low:+.2f}, {c.high:+.2f}] | {c.test} | {c.p:.3g} | {c.holm_p:.3g} | "
+                     f"{'yes' if c.excludes_zero else 'no'} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
