@@ -70,6 +70,7 @@ def test_declared_contrasts_reach_summary_md_and_contrasts_csv(tmp_path):
     assert row["a"] == "batch @ batch 8" and row["b"].startswith("group @ batch 8")
     text = (tmp_path / "out" / "summary.md").read_text()
     assert "| test_error | batch @ batch 8 | group @ batch 8, num_groups=8 | +1.00 |" in text
+    assert (tmp_path / "out" / "error_by_cell.png").stat().st_size > 0  # one batch: a dot chart
 
 
 def test_a_contrast_that_selects_no_cell_is_one_line(tmp_path):

@@ -91,8 +91,32 @@ def ci_half_width(entry: dict, y: str) -> float:
     return 0.0 if math.isnan(low) else (high - low) / 2
 
 
+def dot_chart(table: list[dict], out: Path) -> Path:
+    """error_by_cell.png: each cell's validation and test error with its 95% CI, one row per
+    cell: the figure of a study that compares norms at one setting (norms_at_32)."""
+    cells = sorted(table, key=lambda e: e["test_error"])
+    fig, ax = plt.subplots(figsize=(5.6, 0.5 * len(cells) + 1.6), dpi=150)
+    for offset, (y, marker, name) in ((-0.12, ("val_error", "o", "validation")),
+                                      (0.12, ("test_error", "s", "test"))):  # fmt: skip
+        rows = [i + offset for i in range(len(cells))]
+        ax.errorbar([e[y] for e in cells], rows, xerr=[ci_half_width(e, y) for e in cells],
+                    marker=marker, linestyle="none", capsize=3, label=name)  # fmt: skip
+    ax.set_yticks(range(len(cells)), [f"{readable(e)} ({n_label([e])})" for e in cells])
+    ax.invert_yaxis()
+    ax.set_xlabel("error (%), mean ± 95% CI (t, n seeds)")
+    rule = lr_rule(cells)
+    ax.set_title(f"{describe(cells)}{chr(10) + rule if rule else ''}", fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "error_by_cell.png")
+    plt.close(fig)
+    return out / "error_by_cell.png"
+
+
 def plot(table: list[dict], out: Path) -> list[Path]:
-    """Write each figure that the sweep has data for (at least two x values for some line)."""
+    """Write each figure that the sweep has data for (at least two x values for some line);
+    a sweep with none but two cells or more gets the dot chart of its cells."""
     written = []
     for name, y, ylabel, x, xlabel in figures():
         lines = series([{**e, "_x": x} for e in table], y, x)
@@ -132,4 +156,6 @@ def plot(table: list[dict], out: Path) -> list[Path]:
         fig.savefig(out / name)
         plt.close(fig)
         written.append(out / name)
+    if not written and len(table) >= 2:
+        written.append(dot_chart(table, out))
     return written
