@@ -115,8 +115,8 @@ def dot_chart(table: list[dict], out: Path) -> Path:
 
 
 def plot(table: list[dict], out: Path) -> list[Path]:
-    """Write each figure that the sweep has data for (at least two x values for some line);
-    a sweep with none but two cells or more gets the dot chart of its cells."""
+    """Write each figure that the sweep has data for (at least two x values for some line),
+    and, for a sweep at one batch size, the dot chart of its cells."""
     written = []
     for name, y, ylabel, x, xlabel in figures():
         lines = series([{**e, "_x": x} for e in table], y, x)
@@ -156,6 +156,6 @@ def plot(table: list[dict], out: Path) -> list[Path]:
         fig.savefig(out / name)
         plt.close(fig)
         written.append(out / name)
-    if not written and len(table) >= 2:
+    if len(table) >= 2 and len({e["batch_size"] for e in table}) == 1:
         written.append(dot_chart(table, out))
     return written
