@@ -91,3 +91,19 @@ def test_a_contrast_that_selects_no_cell_is_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == ("error: contrast cell {'norm': 'group'} matches 0 cells; "
                                      "allowed: settings that select exactly one")  # fmt: skip
+
+
+def test_runs_at_other_lrs_are_cells_of_their_own_with_an_error_vs_lr_figure(tmp_path):
+    for base_lr, error in ((0.05, 0.12), (0.1, 0.10), (0.2, 0.11)):
+        for seed in (0, 1):
+            s = make(["norm=batch", f"seed={seed}", f"optim.base_lr={base_lr}", "model=cnn"])
+            identity = RunIdentity.of(s)
+            results = {"val_acc": 1 - error - 0.001 * seed, "test_acc": 1 - error, "epochs": 1.0}
+            write_record(tmp_path / "sweep" / f"{base_lr},{seed}",
+                         {"status": "finished", **s.key_choices(), "identity": identity.hash,
+                          "settings": identity.settings, **results})  # fmt: skip
+    written = {p.name for p in summarize(tmp_path / "sweep", tmp_path / "out")}
+    table = (tmp_path / "out" / "summary.md").read_text()
+    for lr, error in (("0.05", "12.05"), ("0.1", "10.05"), ("0.2", "11.05")):
+        assert f"| batch | 128 | {lr} | {error} ± 0.07 [" in table, table
+    assert "error_vs_lr.png" in written

@@ -56,10 +56,10 @@ def test_a_registered_norm_has_its_column_in_summarize(tmp_path, toy_norm):
         rows = list(csv.DictReader(f))
     assert {(r["alpha"], r["options"]) for r in rows} == {("0.5", ""), ("2.0", "")}
     table = (tmp_path / "out" / "summary.md").read_text()
-    assert "| norm | batch | scale α | val error % |" in table
+    assert "| norm | batch | scale α | lr | val error % |" in table
     # n = 2: the 95% CI is mean ± t(0.975, 1) · SD/√2 = mean ± 12.706 · SD/√2
-    assert "| toy_scale | 128 | 0.5 | 19.00 ± 1.41 [6.29, 31.71] |" in table
-    assert "| toy_scale | 128 | 2.0 | 28.00 ± 2.83 [2.59, 53.41] |" in table
+    assert "| toy_scale | 128 | 0.5 | 0.1 | 19.00 ± 1.41 [6.29, 31.71] |" in table
+    assert "| toy_scale | 128 | 2.0 | 0.1 | 28.00 ± 2.83 [2.59, 53.41] |" in table
     assert (tmp_path / "out" / "error_vs_alpha.png").stat().st_size > 0
     with pytest.raises(Exception, match=r"norm.alpha=-1.0; allowed: a number > 0"):
         make(["norm=toy_scale_schema", "norm.alpha=-1"])

@@ -81,7 +81,7 @@ def test_a_cut_record_is_one_line_and_corrupt_in_the_report(tmp_path):
     assert (rows["a"]["norm"], rows["a"]["batch_size"]) == ("batch", 8)  # from the record
     summarize(tmp_path, tmp_path / "out")
     table = (tmp_path / "out" / "summary.md").read_text()
-    assert "| batch | 8 | 15.00 ± 7.07 [" in table  # BN's mean error over the good runs
+    assert "| batch | 8 | 0.00625 | 15.00 ± 7.07 [" in table  # BN's mean error over the good runs
     assert "| c | corrupt |" in table and "cannot be read (JSONDecodeError" in table
 
 

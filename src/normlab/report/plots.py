@@ -8,6 +8,7 @@ from pathlib import Path
 import matplotlib
 
 from normlab.norms.registry import NORMS, report_columns
+from normlab.optim import OptimSettings
 from normlab.report.tables import describe, unequal_training
 
 matplotlib.use("Agg")
@@ -25,7 +26,12 @@ BATCH_FIGURES = [
     ("test_error_vs_batch.png", "test_error", "test error (%)", "batch_size", BATCH),
     ("drift_vs_batch.png", "drift_to_batch", "running mean to batch mean (running-std units)",
      "batch_size", BATCH),
+    ("error_vs_lr.png", "val_error", "validation error (%)", "lr_factor",
+     "lr / the linear rule's (log\N{SUBSCRIPT TWO} scale)"),
+    ("test_error_vs_lr.png", "test_error", "test error (%)", "lr_factor",
+     "lr / the linear rule's (log\N{SUBSCRIPT TWO} scale)"),
 ]  # fmt: skip
+LINEAR_RULE = OptimSettings().base_lr / OptimSettings().base_batch_size  # lr per image
 Y_LABELS = {"val_error": "validation error (%)", "test_error": "test error (%)", "gap_points": GAP}
 
 
@@ -44,9 +50,10 @@ def series(table: list[dict], y: str, x: str) -> dict[str, list[dict]]:
     for e in table:
         if e.get(x) is None or math.isnan(e.get(y, math.nan)):
             continue
-        name = (
-            readable(e) if len(settings) == 1 else f"{readable(e)} ({e['dataset']}, {e['model']})"
-        )
+        name = readable(e)
+        if x == "lr_factor":  # one line per norm and batch size
+            name += f" @ batch {e['batch_size']}"
+        name = name if len(settings) == 1 else f"{name} ({e['dataset']}, {e['model']})"
         lines.setdefault(name, []).append(e)
     return {k: sorted(v, key=lambda e: e[x]) for k, v in lines.items()
             if len({e[x] for e in v}) > 1}  # fmt: skip
@@ -62,6 +69,12 @@ def readable(entry: dict) -> str:
     text += " + WS" if entry.get("weight_standardization") else ""
     text += f" ({entry['options']})" if entry.get("options") else ""
     return text + (" (PreciseBN at test)" if entry.get("population_at_test") else "")
+
+
+def lr_factor(entry: dict) -> float | None:
+    """The cell's lr over the linear rule's (0.1·B/128, OptimSettings' defaults)."""
+    lr, batch = entry.get("lr"), entry.get("batch_size")
+    return None if lr is None or not batch else round(lr / (LINEAR_RULE * batch), 6)
 
 
 def x_of_interest(entry: dict) -> str | None:
@@ -119,7 +132,7 @@ def plot(table: list[dict], out: Path) -> list[Path]:
     and, for a sweep at one batch size, the dot chart of its cells."""
     written = []
     for name, y, ylabel, x, xlabel in figures():
-        lines = series([{**e, "_x": x} for e in table], y, x)
+        lines = series([{**e, "_x": x, "lr_factor": lr_factor(e)} for e in table], y, x)
         if not lines:
             continue
         shown = [e for rows in lines.values() for e in rows]
