@@ -25,6 +25,7 @@ EXPERIMENTS = {
     "group_size": (7, ["data=fashion_mnist", "model=cnn", "norm.group_size=1,2,4,8,16"]),
     "norm_batch_vs_sgd_batch": (7, ["data=fashion_mnist", "model=cnn", "trainer.max_epochs=5"]),
     "small_batch_remedies": (12, ["data=fashion_mnist", "model=cnn", "trainer.max_epochs=5"]),
+    "lr_vs_batch": (40, ["data=fashion_mnist", "model=cnn", "trainer.max_epochs=5"]),
 }
 
 
