@@ -67,9 +67,12 @@ def test_declared_contrasts_reach_summary_md_and_contrasts_csv(tmp_path):
     assert row["test"] == "paired"  # the same seeds: 0, 1, 2
     assert float(row["difference"]) == pytest.approx(1.0, abs=1e-3)  # points: the case above
     assert float(row["p"]) == pytest.approx(0.0742, abs=1e-3)
-    assert row["a"] == "batch @ batch 8" and row["b"].startswith("group @ batch 8")
+    assert row["a"] == "batch @ batch 8, lr=0.00625" and row["b"].startswith("group @ batch 8")
     text = (tmp_path / "out" / "summary.md").read_text()
-    assert "| test_error | batch @ batch 8 | group @ batch 8, num_groups=8 | +1.00 |" in text
+    assert (
+        "| test_error | batch @ batch 8, lr=0.00625 | group @ batch 8, num_groups=8, "
+        "lr=0.00625 | +1.00 |"
+    ) in text
     assert (tmp_path / "out" / "error_by_cell.png").stat().st_size > 0  # one batch: a dot chart
 
 

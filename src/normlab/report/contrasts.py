@@ -31,6 +31,8 @@ class ContrastError(ValueError):
 def cell_name(entry: dict) -> str:
     options = [f"{k}={entry[k]}" for k in ("num_groups", "group_size", "virtual_batch_size")
                if entry.get(k) is not None]  # fmt: skip
+    if entry.get("lr") is not None:
+        options.append(f"lr={entry['lr']:.4g}")
     extra = f", {', '.join(options)}" if options else ""
     return f"{label(entry)} @ batch {entry['batch_size']}{extra}"
 
