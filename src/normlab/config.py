@@ -125,7 +125,7 @@ class TrainerSettings:
     max_steps: int = -1
     deterministic: Any = False
     benchmark: bool | None = None
-    log_every_n_steps: int = 50
+    log_every_n_steps: int | None = None  # null: about 20 points an epoch, at most every 50 steps
     num_sanity_val_steps: int = 2
     enable_progress_bar: bool = True
     enable_model_summary: bool = False
@@ -167,8 +167,9 @@ class TrainerSettings:
         every = self.check_val_every_n_epoch
         require(every is None or every >= 1, "trainer.check_val_every_n_epoch", every,
                 "an integer >= 1, or null")  # fmt: skip
-        require(self.log_every_n_steps >= 1, "trainer.log_every_n_steps", self.log_every_n_steps,
-                "an integer >= 1")  # fmt: skip
+        every, auto = self.log_every_n_steps, "about 20 points an epoch, at most every 50 steps"
+        require(every is None or every >= 1, "trainer.log_every_n_steps", every,
+                f"an integer >= 1, or null ({auto})")  # fmt: skip
         require(self.num_sanity_val_steps >= -1, "trainer.num_sanity_val_steps",
                 self.num_sanity_val_steps, "an integer >= 0, or -1 (every batch)")  # fmt: skip
         clip = self.gradient_clip_val
@@ -182,6 +183,13 @@ class TrainerSettings:
         require(self.accelerator not in ("gpu", "cuda") or torch.cuda.is_available(),
                 "trainer.accelerator", self.accelerator,
                 "auto or cpu: no CUDA GPU is visible to torch here")  # fmt: skip
+
+    def logging_interval(self, steps_per_epoch: int) -> int:
+        """log_every_n_steps, or with null: about 20 points an epoch, at most every 50 steps (a
+        short run still draws a curve; a long one logs no more often than Lightning's 50)."""
+        if self.log_every_n_steps is not None:
+            return self.log_every_n_steps
+        return max(1, min(50, steps_per_epoch // 20))
 
     def lightning_options(self) -> dict:
         options = dataclasses.asdict(self)

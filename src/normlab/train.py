@@ -201,6 +201,16 @@ def probe_images(s: Settings) -> int | None:
     return limit * (s.data.eval_batch_size or s.data.batch_size)
 
 
+def steps_per_epoch(s: Settings) -> int:
+    """Training steps an epoch on one device: the full batches of the images data.val_size
+    leaves, or trainer.limit_train_batches of them."""
+    steps = (dataset_spec(s.data.name).train_size - s.data.val_size) // s.data.batch_size
+    limit = s.trainer.limit_train_batches
+    if limit is None:
+        return steps
+    return min(steps, limit) if isinstance(limit, int) else max(1, int(steps * limit))
+
+
 def make_trainer(s: Settings, run_dir: Path, identity: RunIdentity) -> Fit:
     """The Trainer, its TensorBoard logger and callbacks; Lightning's own refusals as one-line
     ConfigErrors, before any data is read."""
@@ -225,8 +235,10 @@ def make_trainer(s: Settings, run_dir: Path, identity: RunIdentity) -> Fit:
         callbacks.append(LearningRateMonitor("step"))
     s.trainer.require_available()
     try:
+        options = s.trainer.lightning_options()
+        options["log_every_n_steps"] = s.trainer.logging_interval(steps_per_epoch(s))
         trainer = pl.Trainer(
-            **s.trainer.lightning_options(),
+            **options,
             logger=logger,
             callbacks=callbacks,
             plugins=[AtomicCheckpointIO()],

@@ -23,7 +23,8 @@ REFUSED = [
     (["trainer.check_val_every_n_epoch=0"], "trainer.check_val_every_n_epoch=0; allowed: "),
     (["trainer.max_epochs=-1"], "trainer.max_epochs=-1; allowed: an integer >= 1 when "
                                 "trainer.max_steps is -1"),
-    (["trainer.log_every_n_steps=0"], "trainer.log_every_n_steps=0; allowed: an integer >= 1"),
+    (["trainer.log_every_n_steps=0"], "trainer.log_every_n_steps=0; allowed: an integer >= 1, "
+                                      "or null"),
     (["trainer.num_sanity_val_steps=-5"], "trainer.num_sanity_val_steps=-5; allowed: "),
     (["trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val=-1.0; allowed: a number >= 0"),
     (["trainer.deterministic=maybe"], "trainer.deterministic=maybe; allowed: true, false, warn"),
@@ -86,3 +87,11 @@ def test_the_probes_see_the_images_val_acc_sees():
     assert gap.max_samples == 32 and population.val_samples == 32
     _, gap, population = statistics_callbacks(s.callbacks, None)
     assert gap.max_samples is None and population.val_samples is None
+
+
+def test_the_logging_interval_scales_with_the_epoch_unless_set():
+    s = make(["data=fashion_mnist", "data.batch_size=128"])  # 429 steps an epoch
+    assert s.trainer.logging_interval(429) == 21
+    assert s.trainer.logging_interval(80) == 4  # a short run still draws a curve
+    assert s.trainer.logging_interval(100_000) == 50  # never more often than Lightning's 50
+    assert make(["trainer.log_every_n_steps=7"]).trainer.logging_interval(429) == 7
