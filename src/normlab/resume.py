@@ -186,20 +186,20 @@ class RngStateInCheckpoint(pl.Callback):
 
 
 class FitTimeInCheckpoint(pl.Callback):
-    """Training seconds summed over the sessions of a resumed run: each checkpoint carries the
+    """Training seconds summed over the fits of a resumed run (one per process): each checkpoint carries the
     seconds up to its writing, and a resumed fit adds its own to those of the checkpoint it
     started from (the time between that checkpoint and a kill is lost work, not counted)."""
 
     def __init__(self, clock=time.perf_counter):
         self.clock = clock
-        self.before = 0.0  # seconds of the sessions before this one
+        self.before = 0.0  # seconds of the fits before this one
         self.started: float | None = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.started = self.clock()
 
     def seconds(self) -> float:
-        """Training seconds so far, this session's included."""
+        """Training seconds so far, this process's fit included."""
         return self.before + (self.clock() - self.started if self.started is not None else 0.0)
 
     def state_dict(self) -> dict:
