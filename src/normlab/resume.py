@@ -186,9 +186,10 @@ class RngStateInCheckpoint(pl.Callback):
 
 
 class FitTimeInCheckpoint(pl.Callback):
-    """Training seconds summed over the fits of a resumed run (one per process): each checkpoint carries the
-    seconds up to its writing, and a resumed fit adds its own to those of the checkpoint it
-    started from (the time between that checkpoint and a kill is lost work, not counted)."""
+    """Training seconds summed over the fits of a resumed run (one per process): each
+    checkpoint carries the seconds up to its writing, and a resumed fit adds its own to those of
+    the checkpoint it started from (the time between that checkpoint and a kill is lost work,
+    not counted)."""
 
     def __init__(self, clock=time.perf_counter):
         self.clock = clock
