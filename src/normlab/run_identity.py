@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from normlab.compile import compile_enabled
+
 NOT_IDENTITY = (
     "paths.",
     "ckpt_path",
@@ -68,8 +70,6 @@ class RunIdentity:
             for k, v in flat(s).items()
             if not any(k == x or (x.endswith(".") and k.startswith(x)) for x in NOT_IDENTITY)
         }
-        from normlab.compile import compile_enabled
-
         options = s.trainer.lightning_options()
         settings["trainer.precision"] = str(options["precision"])
         accelerator = s.trainer.accelerator

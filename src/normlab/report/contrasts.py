@@ -17,6 +17,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from normlab.report.collect import option_columns
 from normlab.report.statistics import Contrast, contrast, holm
 from normlab.report.tables import label
 
@@ -29,8 +30,7 @@ class ContrastError(ValueError):
 
 
 def cell_name(entry: dict) -> str:
-    options = [f"{k}={entry[k]}" for k in ("num_groups", "group_size", "virtual_batch_size")
-               if entry.get(k) is not None]  # fmt: skip
+    options = [f"{k}={entry[k]}" for k in option_columns() if entry.get(k) is not None]
     if entry.get("lr") is not None:
         options.append(f"lr={entry['lr']:.4g}")
     extra = f", {', '.join(options)}" if options else ""

@@ -50,7 +50,7 @@ def series(table: list[dict], y: str, x: str) -> dict[str, list[dict]]:
     for e in table:
         if e.get(x) is None or math.isnan(e.get(y, math.nan)):
             continue
-        name = readable(e)
+        name = readable(e, x)
         if x == "lr_factor":  # one line per norm and batch size
             name += f" @ batch {e['batch_size']}"
         name = name if len(settings) == 1 else f"{name} ({e['dataset']}, {e['model']})"
@@ -59,12 +59,12 @@ def series(table: list[dict], y: str, x: str) -> dict[str, list[dict]]:
             if len({e[x] for e in v}) > 1}  # fmt: skip
 
 
-def readable(entry: dict) -> str:
+def readable(entry: dict, x: str | None = None) -> str:
     """A legend's name for a cell: GroupNorm (G = 8), GroupNorm + WS, BatchNorm (PreciseBN at
     test), Batch Renorm (r_max=1.5, d_max=0.5)."""
     norm = entry["norm"]
     text = (NORMS[norm].title or norm) if norm in NORMS else str(norm)
-    if entry.get("num_groups") is not None and x_of_interest(entry) != "num_groups":
+    if entry.get("num_groups") is not None and x != "num_groups":  # not where G is the axis
         text += f" (G = {entry['num_groups']})"
     text += " + WS" if entry.get("weight_standardization") else ""
     text += f" ({entry['options']})" if entry.get("options") else ""
@@ -75,10 +75,6 @@ def lr_factor(entry: dict) -> float | None:
     """The cell's lr over the linear rule's (0.1·B/128, OptimSettings' defaults)."""
     lr, batch = entry.get("lr"), entry.get("batch_size")
     return None if lr is None or not batch else round(lr / (LINEAR_RULE * batch), 6)
-
-
-def x_of_interest(entry: dict) -> str | None:
-    return entry.get("_x")
 
 
 def lr_rule(rows: list[dict]) -> str:
@@ -132,7 +128,7 @@ def plot(table: list[dict], out: Path) -> list[Path]:
     and, for a sweep at one batch size, the dot chart of its cells."""
     written = []
     for name, y, ylabel, x, xlabel in figures():
-        lines = series([{**e, "_x": x, "lr_factor": lr_factor(e)} for e in table], y, x)
+        lines = series([{**e, "lr_factor": lr_factor(e)} for e in table], y, x)
         if not lines:
             continue
         shown = [e for rows in lines.values() for e in rows]
