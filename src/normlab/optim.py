@@ -85,23 +85,47 @@ class LrSchedule:
         return 1.0
 
 
+def schedule_of(settings: OptimSettings, total_steps: int, epochs: int) -> LrSchedule:
+    total = max(1, total_steps)
+    warmup = min(total, round(settings.warmup_epochs * total / max(1, epochs)))
+    return LrSchedule(total, warmup, settings.schedule.value, tuple(settings.milestones),
+                      settings.gamma)  # fmt: skip
+
+
 def sgd_with_schedule(
     parameters, lr: float, settings: OptimSettings, total_steps: int, epochs: int
 ) -> dict:
     """Lightning's configure_optimizers answer: SGD, and the schedule stepped every step."""
-    optimizer = torch.optim.SGD(
-        parameters,
-        lr=lr,
-        momentum=settings.momentum,
-        nesterov=settings.nesterov,
-        weight_decay=settings.weight_decay,
+    return grouped_sgd_with_schedule([(parameters, lr, settings)], total_steps, epochs)
+
+
+def grouped_sgd_with_schedule(groups, total_steps: int, epochs: int) -> dict:
+    """SGD with one param group per (parameters, lr, OptimSettings) of `groups`, each with its
+    own lr, momentum, weight decay and schedule (a packed run: one group per member; a solo
+    run: one group). torch's own SGD does the arithmetic of each group."""
+    param_groups = [
+        dict(
+            params=list(parameters),
+            lr=lr,
+            momentum=s.momentum,
+            nesterov=s.nesterov,
+            weight_decay=s.weight_decay,
+        )  # fmt: skip
+        for parameters, lr, s in groups
+    ]
+    optimizer = torch.optim.SGD(param_groups)
+    schedules = [schedule_of(s, total_steps, epochs) for _, _, s in groups]
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, schedules[0] if len(schedules) == 1 else schedules
     )
-    total = max(1, total_steps)
-    warmup = min(total, round(settings.warmup_epochs * total / max(1, epochs)))
-    schedule = LrSchedule(total, warmup, settings.schedule.value, tuple(settings.milestones),
-                          settings.gamma)  # fmt: skip
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-__all__ = ["LrScaling", "LrSchedule", "OptimSettings", "Schedule", "sgd_with_schedule"]
+__all__ = [
+    "LrScaling",
+    "LrSchedule",
+    "OptimSettings",
+    "Schedule",
+    "grouped_sgd_with_schedule",
+    "sgd_with_schedule",
+]

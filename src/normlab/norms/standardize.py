@@ -43,7 +43,7 @@ class Standardize(torch.autograd.Function):
     in-place ReLU after it is allowed); temporaries are updated in place."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, stats_shape, dims, eps, param_shape):
+    def forward(x, weight, bias, stats_shape, dims, eps, param_shape):
         xs = x.to(compute_dtype(x)).reshape(stats_shape)
         # Accumulated in float64: a float32 mean of ~10^3 values near 1e4 is off by ~2e-3.
         mean = xs.mean(dims, keepdim=True, dtype=torch.float64).to(xs.dtype)
@@ -59,14 +59,45 @@ class Standardize(torch.autograd.Function):
             torch.mul(x_hat, weight.view(param_shape).to(x_hat.dtype), out=ys)
         if bias is not None:
             ys.add_(bias.view(param_shape).to(ys.dtype))
+        # x̂ and r are outputs too: what the backward needs (the setup_context form saves
+        # only inputs and outputs); standardize() returns y, mean and var.
+        return y, mean, var, x_hat, rstd
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, weight, bias, _, dims, _, param_shape = inputs
+        _, mean, var, x_hat, rstd = output
         ctx.save_for_backward(x_hat, rstd, weight)
         ctx.dims, ctx.param_shape, ctx.x_dtype = dims, param_shape, x.dtype
         ctx.bias_shape = None if bias is None else bias.shape
-        ctx.mark_non_differentiable(mean, var)
-        return y, mean, var
+        ctx.mark_non_differentiable(mean, var, x_hat, rstd)
 
     @staticmethod
-    def backward(ctx, dy, _dmean, _dvar):
+    def vmap(info, in_dims, x, weight, bias, stats_shape, dims, eps, param_shape):
+        """Under torch.func.vmap (packed runs: normlab.pack), the members' axis becomes one
+        more leading axis of the same computation, never a statistic axis: one call for all."""
+        size = info.batch_size
+
+        def leading(t, dim):
+            if t is None:
+                return None
+            return t.movedim(dim, 0) if dim is not None else t.expand(size, *t.shape)
+
+        x_dim, w_dim, b_dim = in_dims[:3]
+        x = leading(x, x_dim)
+        weight, bias = leading(weight, w_dim), leading(bias, b_dim)
+        shifted = tuple(d + 1 for d in dims)
+        param = weight if weight is not None else bias
+        if param is not None:
+            per_member = param_shape or [1] * (len(stats_shape) - param.dim() + 1) + list(
+                param.shape[1:]
+            )
+            param_shape = [size, *per_member]
+        out = Standardize.apply(x, weight, bias, [size, *stats_shape], shifted, eps, param_shape)
+        return out, (0, 0, 0, 0, 0)
+
+    @staticmethod
+    def backward(ctx, dy, _dmean, _dvar, _dx_hat, _drstd):
         x_hat, rstd, weight = ctx.saved_tensors
         dims, shape = ctx.dims, ctx.param_shape
         dy_s = dy.to(rstd.dtype).reshape(x_hat.shape)
@@ -118,4 +149,5 @@ def standardize(
     param = weight if weight is not None else bias
     if param is not None and param_shape is None:
         param_shape = [1] * (len(stats_shape) - param.dim()) + list(param.shape)
-    return Standardize.apply(x, weight, bias, stats_shape, dims, eps, param_shape)
+    y, mean, var, _, _ = Standardize.apply(x, weight, bias, stats_shape, dims, eps, param_shape)
+    return y, mean, var
