@@ -111,12 +111,14 @@ def checkpoint_to_resume(
             continue
         try:
             checkpoint = read_checkpoint(path)
-            readable[path] = int(checkpoint["global_step"])
+            step = int(checkpoint["global_step"])
         except Exception as error:
             log.warning("%s cannot be read, not resuming from it (%s)", path,
                         first_line(error))  # fmt: skip
             continue
         check_fits(checkpoint, path, identity, module)
+        if "loops" in checkpoint:  # a packed member's best.ckpt holds weights only: not resumable
+            readable[path] = step
     if not readable:
         if folder.is_dir():
             log.warning("no readable checkpoint in %s: training from the start", run_dir)

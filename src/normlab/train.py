@@ -116,16 +116,23 @@ class RunRecord:
 
 
 def write_metrics(
-    run_dir: Path, s: Settings | None, status: str, world_size: int = 1, **results
+    run_dir: Path,
+    s: Settings | None,
+    status: str,
+    world_size: int = 1,
+    overrides: list[str] | None = None,
+    **results,
 ) -> dict:
     """metrics.json (written by the global rank zero only, whole): the status, the key settings,
-    the run's identity and every setting that changes its numbers, the results; returns it."""
+    the run's identity and every setting that changes its numbers, the results, the overrides
+    (default: Hydra's of this job); returns it."""
     try:
         choices = s.key_choices(world_size) if s is not None else {}
         identity = RunIdentity.of(s) if s is not None else None
     except Exception:  # settings too broken to describe still get their status recorded
         choices, identity = {}, None
-    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    if overrides is None:
+        overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     record = {"status": status, **choices, **results, "overrides": overrides}
     if identity is not None:
         record.update(identity=identity.hash, settings=identity.settings)

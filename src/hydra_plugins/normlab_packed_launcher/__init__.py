@@ -1,0 +1,1 @@
+"""normlab's Hydra launcher for packed sweeps: hydra/launcher=packed."""

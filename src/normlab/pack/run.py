@@ -1,0 +1,239 @@
+"""run_pack: K runs' settings in; one Lightning fit of their pack; K solo run folders out.
+
+Each member's folder gets what its solo run writes there: metrics.json (with ``packed_with``),
+TensorBoard events under the solo tags, hparams.yaml, checkpoints/best.ckpt. The pack's own
+last.ckpt (every member's state, optimizer, loops) is in `pack_dir`, which a relaunch of the
+same pack resumes from.
+"""
+
+import logging
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+
+from normlab import metric_names as names
+from normlab.callbacks.board import every_norm_option, final_record, start_record
+from normlab.config import ConfigError, Settings, settings
+from normlab.console import quiet_console
+from normlab.data import DataUnavailable, dataset_spec
+from normlab.metric_names import json_key
+from normlab.norms import NORMS, options_of
+from normlab.pack.checkpoints import MemberCheckpoints
+from normlab.pack.data import PackedData
+from normlab.pack.logger import MemberLogger
+from normlab.pack.model import PackedModel
+from normlab.pack.module import PackedClassifier, member_tag
+from normlab.pack.packable import pack_refusal, require_one_pack
+from normlab.record import finished_record
+from normlab.resume import (
+    AtomicCheckpointIO,
+    FitTimeInCheckpoint,
+    IdentityInCheckpoint,
+    RngStateInCheckpoint,
+    checkpoint_to_resume,
+    first_line,
+)
+from normlab.run_identity import RunIdentity, identity_hash
+from normlab.run_lock import RunFolderBusy, run_folder_lock
+from normlab.train import RunRecord, build_module, record_failure, steps_per_epoch, write_metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Member:
+    """One run of a pack: its settings, its folder and the overrides that made it."""
+
+    settings: Settings
+    run_dir: Path
+    overrides: list[str]
+
+
+def pack_identity(identities: list[RunIdentity]) -> RunIdentity:
+    settings = {"members": [i.hash for i in identities]}
+    return RunIdentity(settings, identity_hash(settings))
+
+
+def build_pack(members: list[Member], divergence_every: int = 50) -> PackedClassifier:
+    """Each member's model as its solo run builds it (seeded by its seed), packed."""
+    models, lrs = [], []
+    for m in members:
+        pl.seed_everything(m.settings.seed, workers=True, verbose=False)
+        solo = build_module(m.settings)
+        models.append(solo.model)
+        lrs.append(solo.lr)
+    spec = dataset_spec(members[0].settings.data.name)
+    optims = [m.settings.optim for m in members]
+    return PackedClassifier(PackedModel(models), spec.num_classes, lrs, optims, divergence_every)
+
+
+def make_pack_trainer(members: list[Member], pack_dir: Path, identities, name: str):
+    s = members[0].settings
+    loggers = [MemberLogger(k, str(m.run_dir), **asdict(s.logger)) for k, m in enumerate(members)]
+    fit_time = FitTimeInCheckpoint()
+    best = MemberCheckpoints(
+        [m.run_dir for m in members],
+        identities,
+        name,
+        s.callbacks.checkpoint.monitor,
+        s.callbacks.checkpoint.mode.value,
+    )
+    last = ModelCheckpoint(
+        dirpath=pack_dir / "checkpoints", filename="last", enable_version_counter=False
+    )
+    callbacks = [
+        RngStateInCheckpoint(),
+        fit_time,
+        IdentityInCheckpoint(pack_identity(identities)),
+        best,
+        last,
+    ]
+    if s.callbacks.lr_monitor:
+        callbacks.append(LearningRateMonitor("step"))
+    s.trainer.require_available()
+    options = s.trainer.lightning_options()
+    options["log_every_n_steps"] = s.trainer.logging_interval(steps_per_epoch(s))
+    options["enable_progress_bar"] = False  # K members' values: the console shows none
+    try:
+        trainer = pl.Trainer(
+            **options,
+            logger=loggers,
+            callbacks=callbacks,
+            plugins=[AtomicCheckpointIO()],
+            default_root_dir=str(pack_dir),
+            use_distributed_sampler=False,
+        )
+    except Exception as error:
+        raise ConfigError(
+            f"trainer: Lightning refuses these settings ({first_line(error)}); "
+            "allowed: what pytorch_lightning.Trainer accepts"
+        ) from None
+    return trainer, loggers, best, fit_time
+
+
+def member_values(trainer, k: int, stage: str) -> dict[str, float]:
+    """Member k's latest `stage` ("val" or "test") values, under the solo tags."""
+    prefix = member_tag(k, "")
+    return {
+        key.removeprefix(prefix): float(v)
+        for key, v in trainer.callback_metrics.items()
+        if key.startswith(prefix) and key.removeprefix(prefix).startswith(f"{stage}/")
+    }
+
+
+def run_pack(members: list[Member], pack_root: Path) -> list[RunRecord]:
+    """Train `members` as one pack, in a folder of `pack_root` named by the members' settings;
+    each member's record, as run() returns it. Members whose folders hold a finished run of
+    their settings are returned as they are, not trained."""
+    for m in members:
+        reason = pack_refusal(m.settings)
+        if reason:
+            raise ConfigError(f"{m.run_dir} cannot be packed: {reason}")
+    require_one_pack([m.settings for m in members])
+    identities = [RunIdentity.of(m.settings) for m in members]
+    records: dict[int, RunRecord] = {}
+    with ExitStack() as locks:
+        for m in members:
+            locks.enter_context(run_folder_lock(m.run_dir))
+        todo = []
+        for k, (m, identity) in enumerate(zip(members, identities, strict=True)):
+            done = finished_record(m.run_dir, identity)
+            if done is not None:
+                records[k] = RunRecord(m.run_dir, done)
+            else:
+                todo.append(k)
+        if todo:
+            trained = train_pack(
+                [members[k] for k in todo], [identities[k] for k in todo], pack_root
+            )
+            records.update(zip(todo, trained, strict=True))
+    return [records[k] for k in range(len(members))]
+
+
+def train_pack(members: list[Member], identities, pack_root: Path) -> list[RunRecord]:
+    s = members[0].settings
+    name = f"pack-{pack_identity(identities).hash}"
+    pack_dir = Path(pack_root) / name
+    module = build_pack(members)
+    pack_dir.mkdir(parents=True, exist_ok=True)
+    quiet_console(pack_dir)
+    trainer, loggers, best, fit_time = make_pack_trainer(members, pack_dir, identities, name)
+    log.info(
+        "pack %s: %d members of norm %s, model %s, batch %d, in %s",
+        name,
+        len(members),
+        s.norm_name,
+        s.model.name,
+        s.data.batch_size,
+        pack_dir,
+    )
+    resume_from = checkpoint_to_resume(pack_dir, None, pack_identity(identities), module)
+    data = PackedData([m.settings.seed for m in members], **asdict(s.data))
+    data.prepare_data()
+    for m, logger in zip(members, loggers, strict=True):
+        choices = m.settings.key_choices()
+        start_record(logger, every_norm_option(choices, {n: options_of(n) for n in NORMS}))
+    trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
+    fit_seconds = fit_time.seconds()
+    finals = [member_values(trainer, k, "val") for k in range(len(members))]
+    found = best.load_best(module)
+    if any(found):
+        trainer.test(module, datamodule=data, verbose=False)
+    records = []
+    for k, (m, logger) in enumerate(zip(members, loggers, strict=True)):
+        final = finals[k]
+        if found[k]:
+            final.update(member_values(trainer, k, "test"))
+        final[names.EPOCHS] = float(trainer.current_epoch)
+        final[names.STEPS] = float(trainer.global_step)
+        final[names.TRAIN_IMAGES] = float(trainer.global_step * s.data.batch_size)
+        diverged_at = module.diverged.get(k)
+        if diverged_at is not None:
+            final[names.DIVERGED_AT_STEP] = float(diverged_at)
+        final_record(logger, trainer.global_step, final)
+        results = {json_key(key): v for key, v in final.items()}
+        if found[k]:
+            results["best_val_acc"] = best.best[k]
+        results["fit_seconds"] = fit_seconds
+        results["best_checkpoint"] = "checkpoints/best.ckpt" if found[k] else None
+        results["packed_with"] = {
+            "pack": name,
+            "members": len(members),
+            "index": k,
+            "folder": str(pack_dir),
+        }
+        if diverged_at is not None:
+            status = "diverged"
+            results["step"] = diverged_at
+        elif trainer.global_step == 0:
+            status, results["error"] = "failed", "trained 0 steps"
+        else:
+            status = "finished"
+        record = write_metrics(m.run_dir, m.settings, status, overrides=m.overrides, **results)
+        records.append(RunRecord(m.run_dir, record))
+    return records
+
+
+def run_members(jobs: list[dict], pack_root: Path) -> list[float]:
+    """run_pack for a sweep's jobs ({"cfg", "run_dir", "overrides"} each), in a folder of
+    `pack_root` named by the pack; each member's final validation accuracy, as run_and_record
+    returns it. A failing pack is logged and recorded as failed in each member's folder (over
+    no finished record), and the sweep goes on."""
+    members = [Member(settings(j["cfg"]), j["run_dir"], j["overrides"]) for j in jobs]
+    try:
+        records = run_pack(members, pack_root)
+    except Exception as error:
+        expected = isinstance(error, ConfigError | DataUnavailable | RunFolderBusy)
+        message = f"{error}" if expected else f"{type(error).__name__}: {error}"
+        log.error("pack failed, the sweep goes on: %s", message, exc_info=not expected)
+        if not isinstance(error, RunFolderBusy):
+            for m in members:
+                record_failure(m.run_dir, m.settings, message)
+        return [float("nan")] * len(members)
+    return [r.metrics.get(json_key(names.VAL_ACC), float("nan")) for r in records]
+
+
+__all__ = ["Member", "run_members", "run_pack"]

@@ -1,0 +1,172 @@
+"""Packed runs end to end: each member's folder records what its solo run records; a diverging
+member stops alone; a killed pack resumes exactly; hydra/launcher=packed packs what it can."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from normlab.config import settings
+from normlab.pack.run import Member, run_pack
+from normlab.report import aggregate, collect
+from normlab.train import run
+from tests.configs import compose
+from tests.data.tiny_cifar import write_tiny_cifar10
+from tests.runs import REPO, tiny_overrides
+
+VARIES = {"fit_seconds", "packed_with", "overrides", "best_checkpoint"}
+FLOAT64 = ["callbacks=none", "trainer.precision=64-true", "trainer.max_epochs=2",
+           "data.batch_size=4"]  # fmt: skip
+
+
+def numbers_match(a: dict, b: dict, tolerance: float = 1e-9) -> list[str]:
+    """The keys (but VARIES) whose values differ by more than `tolerance`, or exist once."""
+    bad = sorted((set(a) ^ set(b)) - VARIES)
+    for key in (set(a) & set(b)) - VARIES:
+        x, y = a[key], b[key]
+        if isinstance(x, float) and isinstance(y, float):
+            if not (abs(x - y) <= tolerance or (x != x and y != y)):  # NaN: absent in both
+                bad.append(key)
+        elif x != y:
+            bad.append(key)
+    return bad
+
+
+def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    return {t: [(e.step, e.value) for e in events.Scalars(t)] for t in events.Tags()["scalars"]}
+
+
+def pack_and_solo(tmp_path, base, variants):
+    members = [Member(settings(compose(base + v)), tmp_path / f"packed{k}", v)
+               for k, v in enumerate(variants)]  # fmt: skip
+    packed = run_pack(members, tmp_path / "packs")
+    solo = [run(compose(base + v), run_dir=tmp_path / f"solo{k}") for k, v in enumerate(variants)]
+    return packed, solo
+
+
+@pytest.mark.parametrize(
+    "norm", [["norm=batch"], ["norm=group", "model.weight_standardization=true"]]
+)
+def test_each_member_records_what_its_solo_run_records(norm, tmp_path):
+    """Members differing in seed, in lr, and in a norm option: metrics.json, TensorBoard scalars
+    and best.ckpt equal their solo runs' (float64, to 1e-9)."""
+    option = "norm.momentum=0.3" if norm == ["norm=batch"] else "norm.eps=0.001"
+    variants = [["seed=0"], ["seed=1", "optim.base_lr=0.3"], ["seed=2", option]]
+    packed, solo = pack_and_solo(tmp_path, tiny_overrides(tmp_path) + FLOAT64 + norm, variants)
+    for k, (p, s) in enumerate(zip(packed, solo, strict=True)):
+        assert p.metrics["status"] == s.metrics["status"] == "finished"
+        assert p.metrics["packed_with"]["members"] == 3 and p.metrics["packed_with"]["index"] == k
+        assert numbers_match(p.metrics, s.metrics) == []
+        ours, theirs = scalars(p.run_dir), scalars(s.run_dir)
+        assert ours.keys() == theirs.keys()
+        for tag in ours:
+            assert [step for step, _ in ours[tag]] == [step for step, _ in theirs[tag]], tag
+            assert ours[tag] == pytest.approx(theirs[tag], abs=1e-6), tag  # events: float32
+        best = [torch.load(r.run_dir / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
+                for r in (p, s)]  # fmt: skip
+        assert best[0].keys() == best[1].keys()
+        for key in best[0]:
+            assert torch.allclose(best[0][key], best[1][key], rtol=0, atol=1e-10), key
+
+
+def test_a_diverging_member_is_recorded_diverged_and_the_others_go_on(tmp_path):
+    base = tiny_overrides(tmp_path) + FLOAT64 + ["norm=batch"]
+    variants = [["seed=0"], ["seed=0", "optim.base_lr=1e9"], ["seed=1"]]
+    members = [Member(settings(compose(base + v)), tmp_path / f"packed{k}", v)
+               for k, v in enumerate(variants)]  # fmt: skip
+    packed = run_pack(members, tmp_path / "packs")
+    assert packed[1].metrics["status"] == "diverged"
+    assert packed[1].metrics["step"] <= packed[1].metrics["steps"]
+    for k in (0, 2):
+        solo = run(compose(base + variants[k]), run_dir=tmp_path / f"solo{k}").metrics
+        assert packed[k].metrics["status"] == "finished"
+        assert numbers_match(packed[k].metrics, solo) == []
+
+
+def sweep(*overrides, script=("train.py",), check=True):
+    command = [sys.executable, *script, "-m", *overrides]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def records(sweep_dir: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in sweep_dir.glob("*/metrics.json")}
+
+
+def test_a_job_that_cannot_be_packed_is_said_in_one_line_and_runs_alone(tmp_path):
+    """Statistics callbacks on (the default): each job runs alone, as under the basic
+    launcher; with callbacks=none the same jobs share one pack."""
+    base = [*tiny_overrides(tmp_path), "hydra/launcher=packed", "seed=0,1"]
+    alone = sweep(*base, f"hydra.sweep.dir={tmp_path / 'alone'}")
+    log = alone.stdout + alone.stderr
+    assert log.count("runs alone: callbacks.drift.enabled, callbacks.train_eval_gap.enabled, "
+                     "callbacks.population.enabled=true") == 2  # fmt: skip
+    done = records(tmp_path / "alone")
+    assert len(done) == 2 and all(r["status"] == "finished" for r in done.values())
+    assert all("packed_with" not in r for r in done.values())
+    sweep(*base, "callbacks=none", f"hydra.sweep.dir={tmp_path / 'packed'}")
+    done = records(tmp_path / "packed")
+    assert len(done) == 2 and all(r["status"] == "finished" for r in done.values())
+    assert len({r["packed_with"]["pack"] for r in done.values()}) == 1
+
+
+@pytest.mark.slow
+def test_a_packed_sweep_summarizes_as_the_solo_sweep(tmp_path):
+    """2 norms x 2 batch sizes x 4 seeds: hydra/launcher=packed (four packs of four) and the
+    basic launcher give the same summary table (float64, to 1e-9)."""
+    base = [*tiny_overrides(tmp_path), "callbacks=none", "trainer.precision=64-true",
+            "norm=batch,group", "data.batch_size=4,8", "seed=0,1,2,3"]  # fmt: skip
+    sweep(*base, "hydra/launcher=packed", f"hydra.sweep.dir={tmp_path / 'packed'}")
+    sweep(*base, f"hydra.sweep.dir={tmp_path / 'solo'}")
+    packed = records(tmp_path / "packed")
+    assert len(packed) == 16 and len({r["packed_with"]["pack"] for r in packed.values()}) == 4
+    tables = [aggregate(collect(tmp_path / name)) for name in ("packed", "solo")]
+    assert len(tables[0]) == len(tables[1]) == 4
+    for ours, theirs in zip(*tables, strict=True):
+        keys = {k for k, v in theirs.items() if isinstance(v, float) and "seconds" not in k}
+        assert (
+            keys and numbers_match({k: ours[k] for k in keys}, {k: theirs[k] for k in keys}) == []
+        )
+
+
+@pytest.mark.slow
+def test_a_killed_pack_resumes_every_member_exactly(tmp_path):
+    """Killed (SIGKILL) half-way through its second epoch and launched again, a pack ends with
+    every member's record, best weights and the pack's state as an uninterrupted pack's."""
+    data = write_tiny_cifar10(tmp_path / "data", per_batch=100)
+    args = ["hydra/launcher=packed", "trainer=cpu", "model=cnn", "norm=batch", "callbacks=none",
+            "data.batch_size=4", "data.val_size=40", "data.verify_checksums=false",
+            "trainer.max_epochs=3", "trainer.enable_progress_bar=false",
+            "trainer.deterministic=true", f"data.root={data}", "seed=0,1",
+            "optim.base_lr=0.1"]  # fmt: skip
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    sweep(*args, f"hydra.sweep.dir={whole}")
+    cut = sweep(
+        *args, f"hydra.sweep.dir={killed}", script=("tests/kill_at.py", "mid_epoch"), check=False
+    )
+    assert cut.returncode == -9, cut.stderr[-3000:]
+    assert records(killed) == {}
+    again = sweep(*args, f"hydra.sweep.dir={killed}")
+    assert "resuming from" in again.stdout + again.stderr
+    ends = [records(d) for d in (whole, killed)]
+    assert ends[0].keys() == ends[1].keys() and len(ends[0]) == 2
+    for name in ends[0]:
+        assert ends[1][name]["status"] == "finished"
+        assert numbers_match(ends[1][name], ends[0][name], tolerance=0.0) == []
+    lasts = [torch.load(next((d / ".packs").glob("*/checkpoints/last.ckpt")), weights_only=False)
+             for d in (whole, killed)]  # fmt: skip
+    assert lasts[0]["global_step"] == lasts[1]["global_step"] == 3 * 115
+    for key, value in lasts[0]["state_dict"].items():
+        assert torch.equal(value, lasts[1]["state_dict"][key]), key
+    momentum = [[s["momentum_buffer"] for s in c["optimizer_states"][0]["state"].values()]
+                for c in lasts]  # fmt: skip
+    assert all(torch.equal(a, b) for a, b in zip(*momentum, strict=True))
+    assert lasts[0]["lr_schedulers"] == lasts[1]["lr_schedulers"]
