@@ -99,10 +99,13 @@ def sgd_with_schedule(
     return grouped_sgd_with_schedule([(parameters, lr, settings)], total_steps, epochs)
 
 
-def grouped_sgd_with_schedule(groups, total_steps: int, epochs: int) -> dict:
+def grouped_sgd_with_schedule(
+    groups, total_steps: int, epochs: int, foreach: bool | None = None
+) -> dict:
     """SGD with one param group per (parameters, lr, OptimSettings) of `groups`, each with its
     own lr, momentum, weight decay and schedule (a packed run: one group per member; a solo
-    run: one group). torch's own SGD does the arithmetic of each group."""
+    run: one group). torch's own SGD does the arithmetic of each group; `foreach`: torch's
+    (None: its default, the per-tensor loop on the CPU), the same arithmetic either way."""
     param_groups = [
         dict(
             params=list(parameters),
@@ -113,7 +116,7 @@ def grouped_sgd_with_schedule(groups, total_steps: int, epochs: int) -> dict:
         )  # fmt: skip
         for parameters, lr, s in groups
     ]
-    optimizer = torch.optim.SGD(param_groups)
+    optimizer = torch.optim.SGD(param_groups, foreach=foreach)
     schedules = [schedule_of(s, total_steps, epochs) for _, _, s in groups]
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, schedules[0] if len(schedules) == 1 else schedules

@@ -75,6 +75,17 @@ def test_each_member_records_what_its_solo_run_records(norm, tmp_path):
             assert torch.allclose(best[0][key], best[1][key], rtol=0, atol=1e-10), key
 
 
+@pytest.mark.slow
+def test_members_read_per_image_data_in_default_workers_as_their_solo_runs(tmp_path):
+    """data.resident=false with the default DataLoader workers: each member's own loader."""
+    base = [o for o in tiny_overrides(tmp_path) if not o.startswith("data.num_workers")]
+    base += [*FLOAT64, "norm=batch", "data.resident=false"]
+    packed, solo = pack_and_solo(tmp_path, base, [["seed=0"], ["seed=1"]])
+    for p, s in zip(packed, solo, strict=True):
+        assert p.metrics["status"] == s.metrics["status"] == "finished"
+        assert numbers_match(p.metrics, s.metrics) == []
+
+
 def test_a_diverging_member_is_recorded_diverged_and_the_others_go_on(tmp_path):
     base = tiny_overrides(tmp_path) + FLOAT64 + ["norm=batch"]
     variants = [["seed=0"], ["seed=0", "optim.base_lr=1e9"], ["seed=1"]]

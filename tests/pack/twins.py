@@ -50,8 +50,8 @@ def batches(seed: int, dtype, perturb: float = 0.0, noise: int = 0):
     return out
 
 
-def optimizer(groups):
-    answer = grouped_sgd_with_schedule(groups, total_steps=STEPS, epochs=1)
+def optimizer(groups, foreach=None):
+    answer = grouped_sgd_with_schedule(groups, total_steps=STEPS, epochs=1, foreach=foreach)
     return answer["optimizer"], answer["lr_scheduler"]["scheduler"]
 
 
@@ -77,8 +77,9 @@ def train_solo(norm, member, dtype, perturb=0.0, noise=0):
 def train_pack(norm, members, dtype):
     models = [build(norm, seed, {}, dtype, overrides) for seed, _, overrides in members]
     packed = PackedModel(models).train()
-    opt, sched = optimizer([(m.parameters(), lr, settings(1)) for m, (_, lr, _) in
-                            zip(packed.members, members, strict=True)])  # fmt: skip
+    groups = [(m.parameters(), lr, settings(1)) for m, (_, lr, _) in
+              zip(packed.members, members, strict=True)]  # fmt: skip
+    opt, sched = optimizer(groups, foreach=True)  # as PackedClassifier  # fmt: skip
     data = [batches(seed, dtype) for seed, _, _ in members]
     losses = []
     for step in range(STEPS):

@@ -114,3 +114,42 @@ class ResidentLoader:
         for b in range(len(self)):
             part = slice(b * self.batch_size, (b + 1) * self.batch_size)
             yield self.dataset.batch(index[part], None if seeds is None else seeds[part])
+
+
+class PackedResidentLoader:
+    """The members' ResidentLoaders of one training set, read together: each step gathers and
+    augments every member's batch (its own sampler's indices and seeds) in one call, and yields
+    (x, y) of shape (K, B, ...), (K, B). Each image's crop and flip come from its own seed,
+    so member k's batch is the one its ResidentLoader yields alone. Lightning's set_epoch on
+    `sampler` reaches every member's sampler."""
+
+    def __init__(self, loaders: list[ResidentLoader]):
+        self.loaders = loaders
+        self.dataset, self.batch_size = loaders[0].dataset, loaders[0].batch_size
+        self.sampler = EverySampler([loader.sampler for loader in loaders])
+        self.batch_sampler = None
+
+    def __len__(self) -> int:
+        return min(len(loader) for loader in self.loaders)
+
+    def __iter__(self):
+        device = self.dataset.images.device
+        draws = [loader.sampler.draws() for loader in self.loaders]
+        index = torch.stack([torch.from_numpy(i) for i, _ in draws]).to(device)
+        seeds = torch.stack([torch.from_numpy(s) for _, s in draws]).to(device)
+        k, b = len(self.loaders), self.batch_size
+        for step in range(len(self)):
+            part = slice(step * b, (step + 1) * b)
+            x, y = self.dataset.batch(index[:, part].reshape(-1), seeds[:, part].reshape(-1))
+            yield x.view(k, b, *x.shape[1:]), y.view(k, b)
+
+
+class EverySampler:
+    """set_epoch for several samplers at once."""
+
+    def __init__(self, samplers):
+        self.samplers = samplers
+
+    def set_epoch(self, epoch: int) -> None:
+        for sampler in self.samplers:
+            sampler.set_epoch(epoch)

@@ -4,6 +4,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.utilities import CombinedLoader
 
 from normlab.data import ImageClassificationData
+from normlab.data.resident import PackedResidentLoader, ResidentLoader
 
 
 class PackedData(pl.LightningDataModule):
@@ -31,9 +32,14 @@ class PackedData(pl.LightningDataModule):
                 first.test_set,
             )
 
-    def train_dataloader(self) -> CombinedLoader:
-        # Lightning sets the epoch of every sampler inside a CombinedLoader.
-        return CombinedLoader([m.train_dataloader() for m in self.members], mode="min_size")
+    def train_dataloader(self) -> PackedResidentLoader | CombinedLoader:
+        """Resident data: one gather and augmentation for all members a step, batches
+        (K, B, ...); per-image data (workers): the members' DataLoaders side by side, a list of
+        K batches (Lightning sets the epoch of every sampler inside a CombinedLoader)."""
+        loaders = [m.train_dataloader() for m in self.members]
+        if all(isinstance(loader, ResidentLoader) for loader in loaders):
+            return PackedResidentLoader(loaders)
+        return CombinedLoader(loaders, mode="min_size")
 
     def val_dataloader(self):
         return self.members[0].val_dataloader()

@@ -29,6 +29,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+EVAL_IMAGES = 2048  # images a chunk of members evaluates at once (a shared batch, eval mode)
+
 
 def static_signature(module: nn.Module) -> tuple:
     """Everything but tensors that a module tree's forward may read: its members can share one
@@ -55,11 +57,13 @@ def tensor_layout(module: nn.Module) -> tuple:
 
 
 class SubPack:
-    """Members (by index) that share one vmapped call, and their stacked buffers."""
+    """Members (by index) that share one vmapped call, their stacked buffers, and their
+    parameters by name (the Parameter objects, looked up once)."""
 
     def __init__(self, indices: list[int]):
         self.indices = indices
         self.buffers: dict[str, Tensor] = {}
+        self.params: dict[str, list[Tensor]] = {}
 
 
 class PackedModel(nn.Module):
@@ -90,6 +94,10 @@ class PackedModel(nn.Module):
         """Stacks each buffer over a sub-pack's members and makes every member's buffer a view
         of its row: one tensor that vmap updates in place, K solo state_dicts that read it."""
         for sub in self.subpacks:
+            sub.params = {
+                name: [self.members[k].get_parameter(name) for k in sub.indices]
+                for name in self.param_names
+            }
             sub.buffers = {}
             for name, _ in self.members[sub.indices[0]].named_buffers():
                 rows = [self.members[k].get_buffer(name) for k in sub.indices]
@@ -107,15 +115,16 @@ class PackedModel(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (K, B, ...), member k's batch at x[k], or (B, ...) given to every member.
-        Returns (K, B, ...): member k's output at [k]."""
+        Returns (K, B, ...): member k's output at [k].
+
+        Evaluating a shared batch (validation, test), members go through in chunks of about
+        EVAL_IMAGES images (their buffers' rows are views: nothing is copied), so that K
+        members on a 512-image batch never hold K x 512 images' activations at once."""
         shared = x.dim() == self.input_dims()
+        chunk = max(1, EVAL_IMAGES // len(x)) if shared and not self.training else None
         outputs = []
         for sub in self.subpacks:
             template = self.members[sub.indices[0]]
-            params = {
-                name: torch.stack([self.members[k].get_parameter(name) for k in sub.indices])
-                for name in self.param_names
-            }
             if shared:
                 xs, x_dim = x, None
             else:
@@ -126,12 +135,17 @@ class PackedModel(nn.Module):
                 return functional_call(template, (p, b), (inputs,))
 
             batched = vmap(call, in_dims=(0, 0, x_dim), randomness="different")
-            outputs.append(batched(params, sub.buffers, xs))
+            rows = len(sub.indices)
+            for start in range(0, rows, chunk or rows):
+                part = slice(start, start + (chunk or rows))
+                params = {name: torch.stack(ps[part]) for name, ps in sub.params.items()}
+                buffers = {name: b[part] for name, b in sub.buffers.items()}
+                outputs.append(batched(params, buffers, xs))  # chunks only for a shared x
+        out = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
         if len(self.subpacks) == 1:
-            return outputs[0]
+            return out
         order = [k for sub in self.subpacks for k in sub.indices]
-        out = torch.cat(outputs)
-        return out[torch.tensor(order).argsort()]
+        return out[torch.tensor(order, device=out.device).argsort()]
 
     def input_dims(self) -> int:
         """The dimensions of one member's input: 4 (N, C, H, W) for normlab's models."""

@@ -70,8 +70,10 @@ class PackedClassifier(pl.LightningModule):
         return losses.view(k, b).mean(1)
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
-        x = torch.stack([xb for xb, _ in batch])
-        y = torch.stack([yb for _, yb in batch])
+        if isinstance(batch, list):  # the members' DataLoaders' batches (PackedData)
+            x, y = torch.stack([xb for xb, _ in batch]), torch.stack([yb for _, yb in batch])
+        else:  # already (K, B, ...) and (K, B)
+            x, y = batch
         logits = self(x)
         losses = self.member_losses(logits, y)
         with torch.no_grad():
@@ -172,7 +174,9 @@ class PackedClassifier(pl.LightningModule):
             (m.parameters(), lr, o)
             for m, lr, o in zip(self.model.members, self.lrs, self.optims, strict=True)
         ]
-        return grouped_sgd_with_schedule(groups, steps, epochs or 1)
+        # foreach: one multi-tensor op per group for all of a member's parameters, where the
+        # CPU default loops over them in Python, K times over in a pack.
+        return grouped_sgd_with_schedule(groups, steps, epochs or 1, foreach=True)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["normlab_pack_diverged"] = dict(self.diverged)
