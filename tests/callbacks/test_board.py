@@ -7,7 +7,7 @@ from normlab.callbacks.board import HPARAM_METRICS, LAYOUT, final_record
 
 UNITS = {  # a chart's quantity, from its tags
     "accuracy": re.compile(r"(val_acc|/acc$)"),
-    "loss": re.compile(r"(val_loss|/loss$)"),
+    "loss": re.compile(r"(val_loss|/loss$|/loss_step$)"),
     "mean_to_batch": re.compile(r"drift_mean_to_batch"),
     "std_to_batch": re.compile(r"drift_std_to_batch"),
     "mean_change": re.compile(r"drift_mean_change"),
@@ -24,6 +24,16 @@ def test_every_custom_scalar_chart_shows_one_quantity():
         assert len(quantities) == 1, (title, tags, quantities)
         gap_chart = tags in ([names.GAP_ACC], [names.GAP_LOSS])
         assert gap_chart or "gap" not in title, title
+        summaries = {
+            tag.rsplit("_", 1)[-1] for tag in tags if tag.startswith(("stats/", "precise/d"))
+        }
+        assert len(summaries) <= 1, (title, tags)  # a layer summary's mean and max apart
+
+
+def test_the_question_s_charts_come_first():
+    charts = list(LAYOUT["normlab"].values())
+    assert charts[0] == ["Multiline", [names.VAL_ACC]]
+    assert charts[1] == ["Multiline", ["train/loss_step"]]
 
 
 class RecordingLogger:

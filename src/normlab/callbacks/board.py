@@ -27,9 +27,27 @@ LEAD_HPARAM = "norm"
 ABSENT = {f"hp/{f.column}": f.absent for f in names.FINALS if f.hparam and f.absent is not None}
 NOT_APPLICABLE = "n/a"  # an HPARAMS cell for an option the run's norm does not have
 
-# Custom Scalars: one quantity (one unit) per chart.
+# Custom Scalars: the question's charts first (validation accuracy, the training loss per
+# step), then one quantity per chart, a layer summary's mean and max in charts of their own.
+DRIFT_CHARTS = {
+    "mean_to_batch": "running mean to batch mean (running-std units)",
+    "std_to_batch": "running std to batch std (running-std units)",
+    "mean_change": "running mean change per log (relative)",
+    "var_change": "running var change per log (relative)",
+}
+
+
+def layer_summary_charts(prefix: str, title: str) -> dict:
+    return {
+        f"{title}, {word} over layers": ["Multiline", [f"{prefix}_{word}"]]
+        for word in ("mean", "max")
+    }
+
+
 LAYOUT = {
     "normlab": {
+        "validation accuracy": ["Multiline", [names.VAL_ACC]],
+        "training loss per step": ["Multiline", ["train/loss_step"]],
         "validation accuracy: eval mode (running stats), train mode (batch stats), population": [
             "Multiline",
             [names.GAP_VAL_ACC_EVAL, names.GAP_VAL_ACC_TRAIN, names.VAL_ACC_POPULATION],
@@ -40,26 +58,14 @@ LAYOUT = {
         ],
         "train/eval accuracy gap (train mode minus eval mode)": ["Multiline", [names.GAP_ACC]],
         "train/eval loss gap (train mode minus eval mode)": ["Multiline", [names.GAP_LOSS]],
-        "running mean to batch mean (running-std units; mean, max over layers)": [
-            "Multiline",
-            [names.DRIFT.format("mean_to_batch") + "_(mean|max)"],
-        ],
-        "running std to batch std (running-std units; mean, max over layers)": [
-            "Multiline",
-            [names.DRIFT.format("std_to_batch") + "_(mean|max)"],
-        ],
-        "running mean change per log (relative; mean, max over layers)": [
-            "Multiline",
-            [names.DRIFT.format("mean_change") + "_(mean|max)"],
-        ],
-        "running var change per log (relative; mean, max over layers)": [
-            "Multiline",
-            [names.DRIFT.format("var_change") + "_(mean|max)"],
-        ],
-        "EMA mean to population mean (population-std units; mean, max over layers)": [
-            "Multiline",
-            [names.PRECISE_DISTANCE_PREFIX + "_(mean|max)"],
-        ],
+        **{
+            title: chart
+            for metric, text in DRIFT_CHARTS.items()
+            for title, chart in layer_summary_charts(names.DRIFT.format(metric), text).items()
+        },
+        **layer_summary_charts(
+            names.PRECISE_DISTANCE_PREFIX, "EMA mean to population mean (population-std units)"
+        ),
     }
 }
 
