@@ -117,7 +117,7 @@ def checkpoint_to_resume(
                         first_line(error))  # fmt: skip
             continue
         check_fits(checkpoint, path, identity, module)
-        if "loops" in checkpoint:  # a packed member's best.ckpt holds weights only: not resumable
+        if "packed_with" not in checkpoint:  # a packed member's best.ckpt: weights only
             readable[path] = step
     if not readable:
         if folder.is_dir():

@@ -181,3 +181,14 @@ def test_a_killed_pack_resumes_every_member_exactly(tmp_path):
                 for c in lasts]  # fmt: skip
     assert all(torch.equal(a, b) for a, b in zip(*momentum, strict=True))
     assert lasts[0]["lr_schedulers"] == lasts[1]["lr_schedulers"]
+
+
+def test_a_solo_run_never_resumes_from_a_packed_member_s_weights(tmp_path):
+    """A packed member's best.ckpt has no optimizer or loop state: a solo run started in that
+    folder (after its pack was killed) starts from the beginning, not from it."""
+    from normlab.resume import checkpoint_to_resume
+
+    path = tmp_path / "checkpoints" / "best.ckpt"
+    path.parent.mkdir()
+    torch.save({"state_dict": {}, "global_step": 7, "packed_with": "pack-x"}, path)
+    assert checkpoint_to_resume(tmp_path, None) is None
