@@ -6,9 +6,10 @@ For each batch size, one `train.py -m` sweep of K seeds under the basic launcher
 one after another, in one process) and the same sweep under hydra/launcher=packed (one pack of
 K), each in its own process. Each run trains `--steps` batches (by batch size) of one epoch and
 validates and tests on 1 batch; every figure is the whole fit (metrics.json's fit_seconds:
-loops, data, validation), and the sweep's wall time (start-up, data loading, test) beside it. Memory: the peak resident set
-of each sweep's process (ru_maxrss), and the pack's over K. Default: cnn, Fashion-MNIST, CPU,
-callbacks=none (statistics callbacks do not pack), the default threads.
+loops, data, validation), and the sweep's wall time (start-up, data loading, test) beside
+it. Memory: the peak resident set of each sweep's process (ru_maxrss), and the pack's over K.
+Default: cnn, Fashion-MNIST, CPU, callbacks=none (statistics callbacks do not pack), the
+default threads.
 """
 
 import argparse
@@ -23,10 +24,18 @@ REPO = Path(__file__).resolve().parents[1]
 STEPS = {2: 400, 8: 200, 32: 80, 128: 30}
 # Validation and test on one batch each and no sanity check: in a study run at batch 2 the
 # training steps outnumber the validation batches 2750 to 1; here they still dominate.
-BASE = ["data=fashion_mnist", "model=cnn", "trainer=cpu", "callbacks=none",
-        "trainer.max_epochs=1", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
-        "trainer.num_sanity_val_steps=0", "trainer.enable_progress_bar=false",
-        "trainer.enable_model_summary=false"]  # fmt: skip
+BASE = [
+    "data=fashion_mnist",
+    "model=cnn",
+    "trainer=cpu",
+    "callbacks=none",
+    "trainer.max_epochs=1",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "trainer.num_sanity_val_steps=0",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+]
 # Runs train.py in this process and prints its peak resident set (KiB) as its last line.
 CHILD = (
     "import atexit, resource, runpy, sys;"
@@ -36,8 +45,15 @@ CHILD = (
 
 
 def sweep(overrides: list[str], sweep_dir: Path) -> dict:
-    command = [sys.executable, "-c", CHILD, str(REPO / "train.py"), "-m", *overrides,
-               f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-c",
+        CHILD,
+        str(REPO / "train.py"),
+        "-m",
+        *overrides,
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
     started = time.perf_counter()
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     wall = time.perf_counter() - started
@@ -49,8 +65,13 @@ def sweep(overrides: list[str], sweep_dir: Path) -> dict:
     maxrss = int(result.stdout.strip().splitlines()[-1].split()[-1])
     packs = {r["packed_with"]["pack"]: r["fit_seconds"] for r in records if "packed_with" in r}
     fit = sum(packs.values()) if packs else sum(r["fit_seconds"] for r in records)
-    return {"runs": len(records), "packs": len(packs), "fit": fit, "wall": wall,
-            "maxrss_mib": maxrss / 1024}  # fmt: skip
+    return {
+        "runs": len(records),
+        "packs": len(packs),
+        "fit": fit,
+        "wall": wall,
+        "maxrss_mib": maxrss / 1024,
+    }
 
 
 def main() -> None:
@@ -61,23 +82,35 @@ def main() -> None:
     args = parser.parse_args()
     k = args.members
     seeds = "seed=" + ",".join(str(i) for i in range(k))
-    print("| batch | steps | K solo: fit s | pack: fit s | images/s solo | images/s pack | "
-          "ratio (fit) | ratio (wall) | peak RSS solo / pack / pack per member (MiB) |")  # fmt: skip
+    print(
+        "| batch | steps | K solo: fit s | pack: fit s | images/s solo | images/s pack | "
+        "ratio (fit) | ratio (wall) | peak RSS solo / pack / pack per member (MiB) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for batch in args.batch:
             steps = STEPS.get(batch, 50)
-            overrides = [*BASE, f"data.batch_size={batch}", f"trainer.limit_train_batches={steps}",
-                         seeds, *args.overrides]  # fmt: skip
+            overrides = [
+                *BASE,
+                f"data.batch_size={batch}",
+                f"trainer.limit_train_batches={steps}",
+                seeds,
+                *args.overrides,
+            ]
             solo = sweep(overrides, Path(tmp) / f"solo{batch}")
-            pack = sweep([*overrides, "hydra/launcher=packed", f"hydra.launcher.max_members={k}"],
-                         Path(tmp) / f"pack{batch}")  # fmt: skip
+            pack = sweep(
+                [*overrides, "hydra/launcher=packed", f"hydra.launcher.max_members={k}"],
+                Path(tmp) / f"pack{batch}",
+            )
             images = k * steps * batch
-            print(f"| {batch} | {steps} | {solo['fit']:.1f} | {pack['fit']:.1f} | "
-                  f"{images / solo['fit']:.0f} | {images / pack['fit']:.0f} | "
-                  f"{solo['fit'] / pack['fit']:.2f}x | {solo['wall'] / pack['wall']:.2f}x | "
-                  f"{solo['maxrss_mib']:.0f} / {pack['maxrss_mib']:.0f} / "
-                  f"{pack['maxrss_mib'] / k:.0f} |", flush=True)  # fmt: skip
+            print(
+                f"| {batch} | {steps} | {solo['fit']:.1f} | {pack['fit']:.1f} | "
+                f"{images / solo['fit']:.0f} | {images / pack['fit']:.0f} | "
+                f"{solo['fit'] / pack['fit']:.2f}x | {solo['wall'] / pack['wall']:.2f}x | "
+                f"{solo['maxrss_mib']:.0f} / {pack['maxrss_mib']:.0f} / "
+                f"{pack['maxrss_mib'] / k:.0f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
