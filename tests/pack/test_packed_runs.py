@@ -192,3 +192,13 @@ def test_a_solo_run_never_resumes_from_a_packed_member_s_weights(tmp_path):
     path.parent.mkdir()
     torch.save({"state_dict": {}, "global_step": 7, "packed_with": "pack-x"}, path)
     assert checkpoint_to_resume(tmp_path, None) is None
+
+
+def test_a_bad_max_members_is_one_line_before_any_job_folder(tmp_path):
+    result = sweep(*tiny_overrides(tmp_path), "hydra/launcher=packed", "callbacks=none",
+                   "hydra.launcher.max_members=0", "seed=0,1",
+                   f"hydra.sweep.dir={tmp_path / 'sweep'}", check=False)  # fmt: skip
+    assert result.returncode == 2
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+    assert line.startswith("error: hydra.launcher.max_members=0; allowed: an integer >= 1")
+    assert not [p for p in (tmp_path / "sweep").iterdir() if p.is_dir()]

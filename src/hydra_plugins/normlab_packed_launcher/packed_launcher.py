@@ -10,6 +10,7 @@ task function as under the basic launcher; nothing is dropped.
 """
 
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,14 @@ class PackedLauncher(Launcher):
         from normlab.pack.grouping import plan_packs  # imports torch: only when launching
         from normlab.pack.run import run_members
 
+        limit = self.max_members
+        if limit is not None and not (isinstance(limit, int) and limit >= 1):
+            print(
+                f"error: hydra.launcher.max_members={limit}; allowed: an integer >= 1, or null "
+                "(16 on the CPU, one per 2 GiB of GPU memory up to 64)",
+                file=sys.stderr,
+            )
+            sys.exit(2)  # before any job's folder is made
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
