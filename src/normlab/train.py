@@ -159,6 +159,13 @@ def in_sweep() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def failure_message(error: Exception) -> tuple[str, bool]:
+    """(the line that says what failed, whether it is an expected failure: bad config, missing
+    data, a busy run folder; those are said without a traceback)."""
+    expected = isinstance(error, ConfigError | DataUnavailable | RunFolderBusy)
+    return (f"{error}" if expected else f"{type(error).__name__}: {error}"), expected
+
+
 def run_and_record(cfg: DictConfig) -> float:
     """run(cfg) as train.py calls it; returns the final validation accuracy (for sweepers).
     A failure is recorded in metrics.json (status 'failed'), but over no finished record, and
@@ -172,8 +179,7 @@ def run_and_record(cfg: DictConfig) -> float:
         s = settings(cfg)
         return run(s).metrics.get(json_key(names.VAL_ACC), float("nan"))
     except Exception as error:
-        expected = isinstance(error, ConfigError | DataUnavailable | RunFolderBusy)
-        message = f"{error}" if expected else f"{type(error).__name__}: {error}"
+        message, expected = failure_message(error)
         if not isinstance(error, RunFolderBusy):
             record_failure(output_dir(cfg.paths.root), s, message)
         if in_sweep():
@@ -240,22 +246,28 @@ def make_trainer(s: Settings, run_dir: Path, identity: RunIdentity) -> Fit:
         callbacks.append(last_checkpoint(run_dir / "checkpoints", divergence))
     if s.callbacks.lr_monitor:
         callbacks.append(LearningRateMonitor("step"))
+    trainer = lightning_trainer(s, run_dir, logger, callbacks)
+    return Fit(trainer, logger, checkpoint, divergence, statistics, fit_time)
+
+
+def lightning_trainer(s: Settings, root: Path, logger, callbacks, **options) -> pl.Trainer:
+    """pl.Trainer with the run's trainer settings (`options` override them), writing whole
+    checkpoints; Lightning's own refusals as one-line ConfigErrors."""
     s.trainer.require_available()
     try:
-        options = s.trainer.lightning_options()
-        options["log_every_n_steps"] = s.trainer.logging_interval(steps_per_epoch(s))
-        trainer = pl.Trainer(
-            **options,
+        settings_options = s.trainer.lightning_options()
+        settings_options["log_every_n_steps"] = s.trainer.logging_interval(steps_per_epoch(s))
+        return pl.Trainer(
+            **{**settings_options, **options},
             logger=logger,
             callbacks=callbacks,
             plugins=[AtomicCheckpointIO()],
-            default_root_dir=str(run_dir),
+            default_root_dir=str(root),
             use_distributed_sampler=False,  # the datamodule shards by rank itself
         )
     except (MisconfigurationException, ValueError, RuntimeError) as error:
         raise ConfigError(f"trainer: Lightning refuses these settings ({first_line(error)}); "
                           "allowed: what pytorch_lightning.Trainer accepts") from None  # fmt: skip
-    return Fit(trainer, logger, checkpoint, divergence, statistics, fit_time)
 
 
 def settle_lr(s: Settings, module: Classifier, trainer: pl.Trainer) -> None:
@@ -303,11 +315,18 @@ def run_status(fit: Fit, results: dict) -> str:
     """finished; diverged (with its step); failed when no step was trained."""
     step = fit.divergence.step
     if step is not None:
-        results["step"] = step
         log.warning("not finite at step %d (loss, weights or running statistics): run stopped, "
                     "recorded as diverged", step)  # fmt: skip
+    return status_of(step, fit.trainer.global_step, results)
+
+
+def status_of(diverged_at: int | None, steps: int, results: dict) -> str:
+    """A run's status from the step it diverged at (or None) and the steps it trained; the
+    divergence step or the error go into `results`."""
+    if diverged_at is not None:
+        results["step"] = diverged_at
         return "diverged"
-    if fit.trainer.global_step == 0:
+    if steps == 0:
         results["error"] = "trained 0 steps"
         return "failed"
     return "finished"

@@ -3,10 +3,9 @@
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
 
 from normlab.pack.module import PackedClassifier, member_tag
-from normlab.resume import IDENTITY_KEY, AtomicCheckpointIO
+from normlab.resume import IDENTITY_KEY, AtomicCheckpointIO, read_checkpoint
 from normlab.run_identity import RunIdentity
 
 
@@ -74,7 +73,7 @@ class MemberCheckpoints(pl.Callback):
             if path is None or not path.is_file():
                 found.append(False)
                 continue
-            state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+            state = read_checkpoint(path)["state_dict"]
             member.load_state_dict({n.removeprefix("model."): v for n, v in state.items()})
             found.append(True)
         return found

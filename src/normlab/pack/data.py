@@ -48,8 +48,9 @@ class PackedData(pl.LightningDataModule):
         return self.members[0].test_dataloader()
 
     def state_dict(self) -> dict:
-        """As ImageClassificationData's: the epoch the train samplers are given next."""
-        return {"sampler_epoch": self.trainer.fit_loop.epoch_progress.current.processed}
+        """ImageClassificationData's (the epoch the train samplers are given next): the same
+        for every member."""
+        return self.members[0].state_dict()
 
     def load_state_dict(self, state_dict: dict) -> None:
         for member in self.members:

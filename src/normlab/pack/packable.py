@@ -13,8 +13,12 @@ from normlab.config import ConfigError, Settings
 from normlab.pack.model import tensor_layout
 from normlab.run_identity import RunIdentity
 
-# Identity keys a member may have of its own.
+# Identity keys a member may have of its own (a key, or a prefix ending in ".").
 FREE = ("seed", "lr", "optim.")
+
+
+def free(key: str) -> bool:
+    return key in FREE or key.startswith(tuple(k for k in FREE if k.endswith(".")))
 
 
 def pack_key(s: Settings) -> tuple:
@@ -23,7 +27,7 @@ def pack_key(s: Settings) -> tuple:
     shared = {
         k: v
         for k, v in settings.items()
-        if not (k in FREE or k.startswith(FREE[-1]) or (k.startswith("norm.") and k != "norm.name"))
+        if not (free(k) or (k.startswith("norm.") and k != "norm.name"))
     }
     return tuple(sorted((k, repr(v)) for k, v in shared.items())), layout(s)
 

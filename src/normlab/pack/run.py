@@ -18,7 +18,7 @@ from normlab import metric_names as names
 from normlab.callbacks.board import every_norm_option, final_record, start_record
 from normlab.config import ConfigError, Settings, settings
 from normlab.console import quiet_console
-from normlab.data import DataUnavailable, dataset_spec
+from normlab.data import dataset_spec
 from normlab.metric_names import json_key
 from normlab.norms import NORMS, options_of
 from normlab.pack.checkpoints import MemberCheckpoints
@@ -29,16 +29,22 @@ from normlab.pack.module import PackedClassifier, member_tag
 from normlab.pack.packable import pack_refusal, require_one_pack
 from normlab.record import finished_record
 from normlab.resume import (
-    AtomicCheckpointIO,
     FitTimeInCheckpoint,
     IdentityInCheckpoint,
     RngStateInCheckpoint,
     checkpoint_to_resume,
-    first_line,
 )
 from normlab.run_identity import RunIdentity, identity_hash
 from normlab.run_lock import RunFolderBusy, run_folder_lock
-from normlab.train import RunRecord, build_module, record_failure, steps_per_epoch, write_metrics
+from normlab.train import (
+    RunRecord,
+    build_module,
+    failure_message,
+    lightning_trainer,
+    record_failure,
+    status_of,
+    write_metrics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +76,8 @@ def build_pack(members: list[Member], divergence_every: int = 50) -> PackedClass
     return PackedClassifier(PackedModel(models), spec.num_classes, lrs, optims, divergence_every)
 
 
-def make_pack_trainer(members: list[Member], pack_dir: Path, identities, name: str):
-    s = members[0].settings
+def make_pack_trainer(members: list[Member], pack_dir: Path, identities, pack: RunIdentity):
+    s, name = members[0].settings, f"pack-{pack.hash}"
     loggers = [MemberLogger(k, str(m.run_dir), **asdict(s.logger)) for k, m in enumerate(members)]
     fit_time = FitTimeInCheckpoint()
     best = MemberCheckpoints(
@@ -87,30 +93,14 @@ def make_pack_trainer(members: list[Member], pack_dir: Path, identities, name: s
     callbacks = [
         RngStateInCheckpoint(),
         fit_time,
-        IdentityInCheckpoint(pack_identity(identities)),
+        IdentityInCheckpoint(pack),
         best,
         last,
     ]
     if s.callbacks.lr_monitor:
         callbacks.append(LearningRateMonitor("step"))
-    s.trainer.require_available()
-    options = s.trainer.lightning_options()
-    options["log_every_n_steps"] = s.trainer.logging_interval(steps_per_epoch(s))
-    options["enable_progress_bar"] = False  # K members' values: the console shows none
-    try:
-        trainer = pl.Trainer(
-            **options,
-            logger=loggers,
-            callbacks=callbacks,
-            plugins=[AtomicCheckpointIO()],
-            default_root_dir=str(pack_dir),
-            use_distributed_sampler=False,
-        )
-    except Exception as error:
-        raise ConfigError(
-            f"trainer: Lightning refuses these settings ({first_line(error)}); "
-            "allowed: what pytorch_lightning.Trainer accepts"
-        ) from None
+    # K members' values: the console shows none
+    trainer = lightning_trainer(s, pack_dir, loggers, callbacks, enable_progress_bar=False)
     return trainer, loggers, best, fit_time
 
 
@@ -155,12 +145,13 @@ def run_pack(members: list[Member], pack_root: Path) -> list[RunRecord]:
 
 def train_pack(members: list[Member], identities, pack_root: Path) -> list[RunRecord]:
     s = members[0].settings
-    name = f"pack-{pack_identity(identities).hash}"
+    pack = pack_identity(identities)
+    name = f"pack-{pack.hash}"
     pack_dir = Path(pack_root) / name
     module = build_pack(members)
     pack_dir.mkdir(parents=True, exist_ok=True)
     quiet_console(pack_dir)
-    trainer, loggers, best, fit_time = make_pack_trainer(members, pack_dir, identities, name)
+    trainer, loggers, best, fit_time = make_pack_trainer(members, pack_dir, identities, pack)
     log.info(
         "pack %s: %d members of norm %s, model %s, batch %d, in %s",
         name,
@@ -170,7 +161,7 @@ def train_pack(members: list[Member], identities, pack_root: Path) -> list[RunRe
         s.data.batch_size,
         pack_dir,
     )
-    resume_from = checkpoint_to_resume(pack_dir, None, pack_identity(identities), module)
+    resume_from = checkpoint_to_resume(pack_dir, None, pack, module)
     data = PackedData([m.settings.seed for m in members], **asdict(s.data))
     data.prepare_data()
     for m, logger in zip(members, loggers, strict=True):
@@ -205,13 +196,7 @@ def train_pack(members: list[Member], identities, pack_root: Path) -> list[RunRe
             "index": k,
             "folder": str(pack_dir),
         }
-        if diverged_at is not None:
-            status = "diverged"
-            results["step"] = diverged_at
-        elif trainer.global_step == 0:
-            status, results["error"] = "failed", "trained 0 steps"
-        else:
-            status = "finished"
+        status = status_of(diverged_at, trainer.global_step, results)
         record = write_metrics(m.run_dir, m.settings, status, overrides=m.overrides, **results)
         records.append(RunRecord(m.run_dir, record))
     return records
@@ -226,8 +211,7 @@ def run_members(jobs: list[dict], pack_root: Path) -> list[float]:
     try:
         records = run_pack(members, pack_root)
     except Exception as error:
-        expected = isinstance(error, ConfigError | DataUnavailable | RunFolderBusy)
-        message = f"{error}" if expected else f"{type(error).__name__}: {error}"
+        message, expected = failure_message(error)
         log.error("pack failed, the sweep goes on: %s", message, exc_info=not expected)
         if not isinstance(error, RunFolderBusy):
             for m in members:
