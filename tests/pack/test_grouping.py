@@ -50,7 +50,8 @@ def test_runs_differing_in_batch_norm_kind_or_shape_never_share_a_pack():
 
 
 def test_each_refusal_names_the_setting_and_what_is_allowed():
-    assert "callbacks.drift.enabled" in pack_refusal(make(["model=cnn"]))
+    assert pack_refusal(make(["model=cnn"])) is None  # the statistics callbacks on: packed
+    assert "model=torchvision" in pack_refusal(make([*BASE, "model=torchvision"]))
     assert "compile=false" in pack_refusal(make([*BASE, "compile=true"]))
     assert "allowed in a pack: none" in pack_refusal(make([*BASE, "ckpt_path=x.ckpt"]))
     assert pack_refusal(make(BASE)) is None

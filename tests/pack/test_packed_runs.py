@@ -75,6 +75,37 @@ def test_each_member_records_what_its_solo_run_records(norm, tmp_path):
             assert torch.allclose(best[0][key], best[1][key], rtol=0, atol=1e-10), key
 
 
+def test_each_member_is_measured_by_the_statistics_callbacks_as_its_solo_run(tmp_path):
+    """callbacks=default (drift every 2 steps, gap, PreciseBN at the last epoch): each member's
+    drift, gap and precise scalars, histograms and metrics.json equal its solo run's (float64);
+    BN members differ in seed, lr and momentum. A member is never measured on another's state:
+    member 1's values differ from member 0's solo run's."""
+    base = [*tiny_overrides(tmp_path), *FLOAT64[1:], "norm=batch", "callbacks=default",
+            "callbacks.drift.every_n_steps=2"]  # fmt: skip
+    variants = [["seed=0"], ["seed=1", "optim.base_lr=0.3"], ["seed=2", "norm.momentum=0.3"]]
+    packed, solo = pack_and_solo(tmp_path, base, variants)
+    for p, s in zip(packed, solo, strict=True):
+        assert p.metrics["status"] == s.metrics["status"] == "finished"
+        assert numbers_match(p.metrics, s.metrics) == []
+        ours, theirs = scalars(p.run_dir), scalars(s.run_dir)
+        assert ours.keys() == theirs.keys()
+        measured = [t for t in ours if t.startswith(("drift/", "gap/", "precise/", "stats/"))]
+        assert {t.split("/")[0] for t in measured} == {"drift", "gap", "precise", "stats"}
+        for tag in ours:
+            assert [step for step, _ in ours[tag]] == [step for step, _ in theirs[tag]], tag
+            assert ours[tag] == pytest.approx(theirs[tag], abs=1e-6), tag
+        assert histograms(p.run_dir) == histograms(s.run_dir) != {}
+    crossed = scalars(packed[1].run_dir)["stats/drift_mean_to_batch_mean"]
+    assert crossed != pytest.approx(scalars(solo[0].run_dir)["stats/drift_mean_to_batch_mean"])
+
+
+def histograms(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    events = EventAccumulator(str(run_dir), size_guidance={"histograms": 0})
+    events.Reload()
+    return {t: [(e.step, round(e.histogram_value.sum, 9)) for e in events.Histograms(t)]
+            for t in events.Tags()["histograms"]}  # fmt: skip
+
+
 @pytest.mark.slow
 def test_members_read_per_image_data_in_default_workers_as_their_solo_runs(tmp_path):
     """data.resident=false with the default DataLoader workers: each member's own loader."""
@@ -113,20 +144,21 @@ def records(sweep_dir: Path) -> dict[str, dict]:
 
 
 def test_a_job_that_cannot_be_packed_is_said_in_one_line_and_runs_alone(tmp_path):
-    """Statistics callbacks on (the default): each job runs alone, as under the basic
-    launcher; with callbacks=none the same jobs share one pack."""
+    """A torchvision model (not packed yet): each job runs alone, as under the basic launcher,
+    said in one line each; the cnn's jobs, statistics callbacks on, share one pack."""
     base = [*tiny_overrides(tmp_path), "hydra/launcher=packed", "seed=0,1"]
-    alone = sweep(*base, f"hydra.sweep.dir={tmp_path / 'alone'}")
+    alone = sweep(*base, "model=torchvision", "model.arch=resnet18", "model.cifar_stem=true",
+                  f"hydra.sweep.dir={tmp_path / 'alone'}")  # fmt: skip
     log = alone.stdout + alone.stderr
-    assert log.count("runs alone: callbacks.drift.enabled, callbacks.train_eval_gap.enabled, "
-                     "callbacks.population.enabled=true") == 2  # fmt: skip
+    assert log.count("runs alone: model=torchvision is not tested in packs yet") == 2
     done = records(tmp_path / "alone")
     assert len(done) == 2 and all(r["status"] == "finished" for r in done.values())
     assert all("packed_with" not in r for r in done.values())
-    sweep(*base, "callbacks=none", f"hydra.sweep.dir={tmp_path / 'packed'}")
+    sweep(*base, f"hydra.sweep.dir={tmp_path / 'packed'}")
     done = records(tmp_path / "packed")
     assert len(done) == 2 and all(r["status"] == "finished" for r in done.values())
     assert len({r["packed_with"]["pack"] for r in done.values()}) == 1
+    assert all("gap_generalization" in r and "precise_distance_mean" in r for r in done.values())
 
 
 @pytest.mark.slow
@@ -151,11 +183,14 @@ def test_a_packed_sweep_summarizes_as_the_solo_sweep(tmp_path):
 @pytest.mark.slow
 def test_a_killed_pack_resumes_every_member_exactly(tmp_path):
     """Killed (SIGKILL) half-way through its second epoch and launched again, a pack ends with
-    every member's record, best weights and the pack's state as an uninterrupted pack's."""
+    every member's record (drift's values included: its reference buffers are in last.ckpt),
+    best weights and the pack's state as an uninterrupted pack's."""
     data = write_tiny_cifar10(tmp_path / "data", per_batch=100)
     args = ["hydra/launcher=packed", "trainer=cpu", "model=cnn", "norm=batch", "callbacks=none",
-            "data.batch_size=4", "data.val_size=40", "data.verify_checksums=false",
-            "trainer.max_epochs=3", "trainer.enable_progress_bar=false",
+            "callbacks.drift.enabled=true", "callbacks.drift.every_n_steps=20",
+            "data.batch_size=4", "data.val_size=40",
+            "data.verify_checksums=false", "trainer.max_epochs=3",
+            "trainer.enable_progress_bar=false",
             "trainer.deterministic=true", f"data.root={data}", "seed=0,1",
             "optim.base_lr=0.1"]  # fmt: skip
     whole, killed = tmp_path / "whole", tmp_path / "killed"

@@ -1,7 +1,7 @@
 """hydra/launcher=packed: a sweep's jobs grouped into packs of runs that differ only in values,
 each pack trained as one vectorized model (normlab.pack); every other job runs alone.
 
-    python train.py -m hydra/launcher=packed experiment=bn_vs_gn_batch callbacks=none \\
+    python train.py -m hydra/launcher=packed experiment=bn_vs_gn_batch \\
         seed=0,1,2,3,4 'optim.base_lr=0.05,0.1,0.2'
 
 Every job gets its own folder, as under Hydra's basic launcher (its .hydra/ written by Hydra's

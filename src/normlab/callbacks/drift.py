@@ -67,12 +67,28 @@ class RunningStatsDrift(RecordingCallback):
 
     @override
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if not self.due(trainer):
-            return
+        if self.due(trainer):
+            self.start_measuring(pl_module)
+
+    def start_measuring(self, model) -> None:
+        """Hooks on each running-stat layer that measure its training input against its
+        running statistics, just before the layer's own update (a compiled forward runs
+        eagerly until stop_measuring)."""
         self.to_batch = {}
-        self.eager_before = set_eager(pl_module, True)
-        for name, layer in running_stat_layers(pl_module).items():
+        self.eager_before = set_eager(model, True)
+        for name, layer in running_stat_layers(model).items():
             self.handles.append(layer.register_forward_pre_hook(self.measure_hook(name)))
+
+    def stop_measuring(self, model) -> bool:
+        """Removes the hooks; whether there were any (a step was measured)."""
+        if self.eager_before is not None:
+            set_eager(model, self.eager_before)
+            self.eager_before = None
+        measured = bool(self.handles)
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+        return measured
 
     def measure_hook(self, name: str):
         def hook(layer, args) -> None:
@@ -86,18 +102,17 @@ class RunningStatsDrift(RecordingCallback):
 
     @override
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.eager_before is not None:
-            set_eager(pl_module, self.eager_before)
-            self.eager_before = None
+        self.record(trainer, pl_module, measured=self.stop_measuring(pl_module))
+
+    def record(self, trainer, model, measured: bool) -> None:
+        """After a training step: the first step's buffers become the reference; a measured
+        step logs its drift values."""
         first = not self.previous  # the reference: the first step's update, not the initial
         if first:  # 0/1 buffers (a resumed run keeps the one its checkpoint carried)
-            self.previous = self.snapshot(pl_module)
-        if not self.handles:
+            self.previous = self.snapshot(model)
+        if not measured:
             return
-        for handle in self.handles:
-            handle.remove()
-        self.handles = []
-        now = self.snapshot(pl_module)
+        now = self.snapshot(model)
         values: dict[str, dict[str, float]] = {m: {} for m in DRIFT_METRICS}
         for name, (mean, var) in now.items():
             if not first and name in self.previous:

@@ -1,7 +1,15 @@
 """Accuracy and loss of a model as it is, on fixed batches: what the probes share."""
 
 import torch
-from torch import nn
+from torch import Tensor, nn
+
+
+def model_input(x: Tensor, model: nn.Module, device) -> Tensor:
+    """`x` on `device`, floating images in the dtype of the model's parameters: what
+    Lightning's precision plugin gives a step (float64 under 64-true, bf16 under bf16-true;
+    float32 under mixed precision, where autocast casts)."""
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    return x.to(device, dtype=dtype if x.is_floating_point() and dtype else None)
 
 
 @torch.no_grad()
@@ -9,7 +17,7 @@ def evaluate(model: nn.Module, batches, device) -> tuple[float, float]:
     """(accuracy, mean cross-entropy) of `model` as it is, over `batches`."""
     correct, loss, count = 0, 0.0, 0
     for x, y in batches:
-        x, y = x.to(device), y.to(device)
+        x, y = model_input(x, model, device), y.to(device)
         logits = model(x).float()
         loss += nn.functional.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()

@@ -7,7 +7,7 @@ from typing_extensions import override
 from normlab import metric_names as names
 from normlab.callbacks.base import RecordingCallback
 from normlab.callbacks.board import layer_scalars, log_now
-from normlab.callbacks.evaluation import evaluate
+from normlab.callbacks.evaluation import evaluate, model_input
 from normlab.callbacks.norm_layers import (
     batch_statistics,
     channel_moments,
@@ -46,7 +46,7 @@ def population_statistics(model: nn.Module, batches, device) -> dict[str, tuple[
     try:
         with batch_statistics(model):
             for x, _ in batches:
-                model(x.to(device))
+                model(model_input(x, model, device))
     finally:
         for handle in handles:
             handle.remove()

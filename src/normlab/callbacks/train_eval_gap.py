@@ -6,7 +6,7 @@ from typing_extensions import override
 from normlab import metric_names as names
 from normlab.callbacks.base import RecordingCallback
 from normlab.callbacks.board import layer_scalars, log_now
-from normlab.callbacks.evaluation import evaluate
+from normlab.callbacks.evaluation import evaluate, model_input
 from normlab.callbacks.norm_layers import (
     batch_statistics,
     running_stat_layers,
@@ -73,7 +73,7 @@ class TrainEvalGap(RecordingCallback):
             names.GAP_LOSS: loss_train - loss_eval,
         }
         with trainer.precision_plugin.forward_context():
-            x = batches[0][0].to(pl_module.device)
+            x = model_input(batches[0][0], pl_module, pl_module.device)
             metrics.update(self.activation_distances(pl_module, x))
         self.summary = metrics
         log_now(trainer, metrics)

@@ -43,21 +43,6 @@ def layout(s: Settings) -> tuple:
 def pack_refusal(s: Settings) -> str | None:
     """Why `s` cannot train in a pack (one line naming the setting and what is allowed), or
     None."""
-    c = s.callbacks
-    measuring = [
-        f"callbacks.{name}.enabled"
-        for name, on in (
-            ("drift", c.drift.enabled),
-            ("train_eval_gap", c.train_eval_gap.enabled),
-            ("population", c.population.enabled),
-        )
-        if on
-    ]
-    if measuring:
-        return (
-            f"{', '.join(measuring)}=true (the statistics callbacks probe one model at a "
-            "time); allowed in a pack: callbacks=none, or each of them enabled=false"
-        )
     t = s.trainer
     if t.devices not in ("auto", 1, "1", [0]) or t.strategy not in ("auto", "single_device"):
         return f"trainer.devices={t.devices}, trainer.strategy={t.strategy}; allowed: one device"

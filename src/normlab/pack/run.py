@@ -16,6 +16,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
 from normlab import metric_names as names
 from normlab.callbacks.board import every_norm_option, final_record, start_record
+from normlab.callbacks.settings import statistics_callbacks
 from normlab.config import ConfigError, Settings, settings
 from normlab.console import quiet_console
 from normlab.data import dataset_spec
@@ -27,6 +28,7 @@ from normlab.pack.logger import MemberLogger
 from normlab.pack.model import PackedModel
 from normlab.pack.module import PackedClassifier, member_tag
 from normlab.pack.packable import pack_refusal, require_one_pack
+from normlab.pack.statistics import MemberStatistics
 from normlab.record import finished_record
 from normlab.resume import (
     FitTimeInCheckpoint,
@@ -41,6 +43,7 @@ from normlab.train import (
     build_module,
     failure_message,
     lightning_trainer,
+    probe_images,
     record_failure,
     status_of,
     write_metrics,
@@ -76,7 +79,9 @@ def build_pack(members: list[Member], divergence_every: int = 50) -> PackedClass
     return PackedClassifier(PackedModel(models), spec.num_classes, lrs, optims, divergence_every)
 
 
-def make_pack_trainer(members: list[Member], pack_dir: Path, identities, pack: RunIdentity):
+def make_pack_trainer(
+    members: list[Member], module: PackedClassifier, pack_dir: Path, identities, pack: RunIdentity
+):
     s, name = members[0].settings, f"pack-{pack.hash}"
     loggers = [MemberLogger(k, str(m.run_dir), **asdict(s.logger)) for k, m in enumerate(members)]
     fit_time = FitTimeInCheckpoint()
@@ -90,18 +95,19 @@ def make_pack_trainer(members: list[Member], pack_dir: Path, identities, pack: R
     last = ModelCheckpoint(
         dirpath=pack_dir / "checkpoints", filename="last", enable_version_counter=False
     )
-    callbacks = [
-        RngStateInCheckpoint(),
-        fit_time,
-        IdentityInCheckpoint(pack),
-        best,
-        last,
-    ]
+    statistics = MemberStatistics(
+        list(module.model.members),
+        loggers,
+        [statistics_callbacks(m.settings.callbacks, probe_images(m.settings)) for m in members],
+    )
+    # as a solo run's: the statistics after the best checkpoint, last.ckpt after them
+    callbacks = [RngStateInCheckpoint(), fit_time, IdentityInCheckpoint(pack), best, statistics,
+                 last]  # fmt: skip
     if s.callbacks.lr_monitor:
         callbacks.append(LearningRateMonitor("step"))
     # K members' values: the console shows none
     trainer = lightning_trainer(s, pack_dir, loggers, callbacks, enable_progress_bar=False)
-    return trainer, loggers, best, fit_time
+    return trainer, loggers, best, statistics, fit_time
 
 
 def member_values(trainer, k: int, stage: str) -> dict[str, float]:
@@ -151,7 +157,9 @@ def train_pack(members: list[Member], identities, pack_root: Path) -> list[RunRe
     module = build_pack(members)
     pack_dir.mkdir(parents=True, exist_ok=True)
     quiet_console(pack_dir)
-    trainer, loggers, best, fit_time = make_pack_trainer(members, pack_dir, identities, pack)
+    trainer, loggers, best, statistics, fit_time = make_pack_trainer(
+        members, module, pack_dir, identities, pack
+    )
     log.info(
         "pack %s: %d members of norm %s, model %s, batch %d, in %s",
         name,
@@ -169,7 +177,9 @@ def train_pack(members: list[Member], identities, pack_root: Path) -> list[RunRe
         start_record(logger, every_norm_option(choices, {n: options_of(n) for n in NORMS}))
     trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
     fit_seconds = fit_time.seconds()
-    finals = [member_values(trainer, k, "val") for k in range(len(members))]
+    finals = [
+        {**member_values(trainer, k, "val"), **statistics.summary(k)} for k in range(len(members))
+    ]
     found = best.load_best(module)
     if any(found):
         trainer.test(module, datamodule=data, verbose=False)
@@ -185,7 +195,7 @@ def train_pack(members: list[Member], identities, pack_root: Path) -> list[RunRe
         if diverged_at is not None:
             final[names.DIVERGED_AT_STEP] = float(diverged_at)
         final_record(logger, trainer.global_step, final)
-        results = {json_key(key): v for key, v in final.items()}
+        results = {json_key(key): v for key, v in final.items() if not names.is_layer_tag(key)}
         if found[k]:
             results["best_val_acc"] = best.best[k]
         results["fit_seconds"] = fit_seconds
