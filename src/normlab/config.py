@@ -18,6 +18,7 @@ from normlab.callbacks.settings import CallbacksSettings
 from normlab.data.datamodule import DataSettings
 from normlab.distributed import batch_sizes, check_sync_batchnorm
 from normlab.errors import ConfigError, require
+from normlab.log_interval import log_interval
 from normlab.models import CnnSettings, ExternalModelSettings, ResNetSettings
 from normlab.norms import registry as norm_registry
 from normlab.optim import OptimSettings
@@ -185,11 +186,8 @@ class TrainerSettings:
                 "auto or cpu: no CUDA GPU is visible to torch here")  # fmt: skip
 
     def logging_interval(self, steps_per_epoch: int) -> int:
-        """log_every_n_steps, or with null: about 20 points an epoch, at most every 50 steps (a
-        short run still draws a curve; a long one logs no more often than Lightning's 50)."""
-        if self.log_every_n_steps is not None:
-            return self.log_every_n_steps
-        return max(1, min(50, steps_per_epoch // 20))
+        """log_every_n_steps, or with null: about 20 points an epoch, at most every 50 steps."""
+        return log_interval(self.log_every_n_steps, steps_per_epoch)
 
     def lightning_options(self) -> dict:
         options = dataclasses.asdict(self)

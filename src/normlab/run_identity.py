@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from normlab.compile import compile_enabled
+from normlab.log_interval import log_interval
 
 NOT_IDENTITY = (
     "paths.",
@@ -64,7 +65,8 @@ class RunIdentity:
     @classmethod
     def of(cls, s) -> "RunIdentity":
         """The identity of `s` (normlab.config.Settings); precision and compile as they resolve
-        here (`auto` means different things on a GPU and on the CPU)."""
+        here (`auto` means different things on a GPU and on the CPU), drift's interval as it
+        resolves for the run's epoch."""
         settings = {
             k: v
             for k, v in flat(s).items()
@@ -79,6 +81,12 @@ class RunIdentity:
         )
         settings["compile"] = compile_enabled(s.compile, "cuda" if gpu else "cpu")
         settings["lr"] = s.learning_rate()  # on one device
+        from normlab.train import steps_per_epoch  # train stands on the identity's floor
+
+        drift = s.callbacks.drift  # null: the interval it resolves to (50 for a long epoch)
+        settings["callbacks.drift.every_n_steps"] = log_interval(
+            drift.every_n_steps, steps_per_epoch(s)
+        )
         options = {k: v for k, v in s.key_choices().items() if k.startswith("norm.")}
         return cls(settings, identity_hash(settings), options)
 

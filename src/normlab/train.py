@@ -238,7 +238,7 @@ def make_trainer(s: Settings, run_dir: Path, identity: RunIdentity) -> Fit:
         monitor=s.callbacks.checkpoint.monitor,
         mode=s.callbacks.checkpoint.mode.value,
     )
-    statistics = statistics_callbacks(s.callbacks, probe_images(s))
+    statistics = statistics_callbacks(s.callbacks, probe_images(s), steps_per_epoch(s))
     fit_time = FitTimeInCheckpoint()
     callbacks = [RngStateInCheckpoint(), fit_time, IdentityInCheckpoint(identity), checkpoint,
                  divergence, *statistics]  # fmt: skip

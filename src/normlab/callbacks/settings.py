@@ -10,6 +10,7 @@ from normlab.callbacks.drift import RunningStatsDrift
 from normlab.callbacks.population import PopulationStats
 from normlab.callbacks.train_eval_gap import TrainEvalGap
 from normlab.errors import require
+from normlab.log_interval import log_interval
 
 
 class Mode(Enum):
@@ -33,12 +34,13 @@ class CheckpointSettings:
 @dataclass
 class DriftSettings:
     enabled: bool = True
-    every_n_steps: int = 50
+    every_n_steps: int | None = None  # null: about 20 points an epoch, at most every 50 steps
     histograms: bool = True
 
     def __post_init__(self):
-        require(self.every_n_steps >= 1, "callbacks.drift.every_n_steps", self.every_n_steps,
-                "an integer >= 1")  # fmt: skip
+        every, auto = self.every_n_steps, "about 20 points an epoch, at most every 50 steps"
+        require(every is None or every >= 1, "callbacks.drift.every_n_steps", every,
+                f"an integer >= 1, or null ({auto})")  # fmt: skip
 
 
 @dataclass
@@ -83,10 +85,11 @@ class CallbacksSettings:
 
 
 def statistics_callbacks(
-    settings: CallbacksSettings, val_images: int | None = None
+    settings: CallbacksSettings, val_images: int | None = None, steps_per_epoch: int = 1000
 ) -> list[pl.Callback]:
     """The enabled statistics callbacks, each with its own options; the validation probes see
-    at most `val_images` images (those val/acc sees under trainer.limit_val_batches)."""
+    at most `val_images` images (those val/acc sees under trainer.limit_val_batches); drift's
+    null every_n_steps resolved for `steps_per_epoch`."""
     kinds = [
         (settings.drift, RunningStatsDrift, None),
         (settings.train_eval_gap, TrainEvalGap, "max_samples"),
@@ -97,6 +100,8 @@ def statistics_callbacks(
         options = asdict(options)
         if val_key is not None and val_images is not None:
             options[val_key] = min(options[val_key] or val_images, val_images)
+        if "every_n_steps" in options:
+            options["every_n_steps"] = log_interval(options["every_n_steps"], steps_per_epoch)
         if options.pop("enabled"):
             callbacks.append(kind(**options))
     return callbacks

@@ -46,6 +46,7 @@ from normlab.train import (
     probe_images,
     record_failure,
     status_of,
+    steps_per_epoch,
     write_metrics,
 )
 
@@ -98,7 +99,10 @@ def make_pack_trainer(
     statistics = MemberStatistics(
         list(module.model.members),
         loggers,
-        [statistics_callbacks(m.settings.callbacks, probe_images(m.settings)) for m in members],
+        [
+            statistics_callbacks(m.settings.callbacks, probe_images(m.settings), steps_per_epoch(s))
+            for m in members
+        ],
     )
     # as a solo run's: the statistics after the best checkpoint, last.ckpt after them
     callbacks = [RngStateInCheckpoint(), fit_time, IdentityInCheckpoint(pack), best, statistics,

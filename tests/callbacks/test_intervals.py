@@ -1,0 +1,33 @@
+"""Curves in short runs: drift and train/loss_step log about 20 points an epoch by default."""
+
+from normlab.callbacks.settings import CallbacksSettings, statistics_callbacks
+from normlab.config import settings
+from normlab.run_identity import RunIdentity
+from tests.configs import compose
+from tests.events import scalars
+from tests.runs import tiny_overrides, train_here
+
+
+def test_drift_interval_scales_to_the_epoch_unless_set():
+    drift = {n: statistics_callbacks(CallbacksSettings(), None, n)[0].every_n_steps
+             for n in (5, 80, 1000, 7500)}  # fmt: skip
+    assert drift == {5: 1, 80: 4, 1000: 50, 7500: 50}
+    set_by_hand = CallbacksSettings()
+    set_by_hand.drift.every_n_steps = 7
+    assert statistics_callbacks(set_by_hand, None, 80)[0].every_n_steps == 7
+
+
+def test_a_short_run_draws_drift_and_loss_curves_and_records_the_interval(tmp_path):
+    """40 steps an epoch with the defaults (no interval set): a point every 2 steps, not one
+    in the whole run; the run's identity holds the interval it resolved to."""
+    overrides = [o for o in tiny_overrides(tmp_path) if o != "trainer=debug"]
+    overrides += ["trainer=cpu", "trainer.limit_train_batches=40", "trainer.limit_val_batches=2",
+                  "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "norm=batch",
+                  "data.batch_size=4"]  # fmt: skip
+    run_dir = tmp_path / "run"
+    train_here(*overrides, run_dir=run_dir)
+    values = scalars(run_dir)
+    steps = len(values["train/loss_step"])
+    assert steps >= 5 and len(values["stats/drift_mean_to_batch_mean"]) >= 5
+    identity = RunIdentity.of(settings(compose(overrides)))
+    assert identity.settings["callbacks.drift.every_n_steps"] == 2
