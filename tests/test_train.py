@@ -32,6 +32,8 @@ def test_single_run_writes_metrics_checkpoints_and_events(tmp_path):
     for noise in ("Tip:", "LeafSpec", "Total Flops", str(run_dir / "checkpoints")):
         assert noise not in console, noise
     assert "Restoring states from the checkpoint path at checkpoints/best.ckpt" in console
+    (epoch_line,) = [line for line in console.splitlines() if "epoch 1/1:" in line]
+    assert "val/acc" in epoch_line and "probes" in epoch_line
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert "norm=group" in metrics["overrides"] and "data.batch_size=8" in metrics["overrides"]
     assert metrics["status"] == "finished"
@@ -62,9 +64,18 @@ def test_default_run_folder_is_named_by_overrides(tmp_path):
 
 
 def test_multirun_2x2_gives_4_runs_side_by_side(tmp_path):
+    """...with the default progress bar setting (off in a sweep): one line per epoch and one
+    result line per run, no progress bar, test table or checkpoint chatter."""
     sweep = tmp_path / "sweep"
-    train("-m", *tiny_overrides(tmp_path), "norm=batch,group", "data.batch_size=4,8",
-          f"hydra.sweep.dir={sweep}")  # fmt: skip
+    result = train("-m", *tiny_overrides(tmp_path), "norm=batch,group", "data.batch_size=4,8",
+                   "trainer.max_epochs=2", "trainer.enable_progress_bar=null",
+                   f"hydra.sweep.dir={sweep}")  # fmt: skip
+    console = result.stdout + result.stderr
+    lines = console.splitlines()
+    assert [len([x for x in lines if f"epoch {e}/2:" in x]) for e in (1, 2)] == [4, 4]
+    assert len([x for x in lines if ": finished, val/acc " in x]) == 4
+    for noise in ("\r", "it/s", "Test metric", "Restoring states", "Trainer.fit` stopped"):
+        assert noise not in console, noise
     names = {p.name for p in sweep.iterdir() if p.is_dir()}
     assert len(names) == 4
     for name in names:  # named by the overrides the sweep varies: norm first, then the batch

@@ -128,7 +128,7 @@ class TrainerSettings:
     benchmark: bool | None = None
     log_every_n_steps: int | None = None  # null: about 20 points an epoch, at most every 50 steps
     num_sanity_val_steps: int = 2
-    enable_progress_bar: bool = True
+    enable_progress_bar: bool | None = None  # null: on in a single run; in a sweep, off
     enable_model_summary: bool = False
     limit_train_batches: Any = None  # int: batches, float: fraction (Lightning's rule)
     limit_val_batches: Any = None

@@ -22,7 +22,7 @@ from normlab.callbacks.divergence import CheckpointUnlessDiverged, StopOnDiverge
 from normlab.callbacks.settings import statistics_callbacks
 from normlab.compile import compile_enabled, compile_mode, compile_model
 from normlab.config import ConfigError, Settings, plain_value, settings
-from normlab.console import quiet_console
+from normlab.console import EpochLine, quiet_console
 from normlab.data import DataUnavailable, ImageClassificationData, dataset_spec
 from normlab.distributed import batch_sizes
 from normlab.metric_names import json_key
@@ -246,6 +246,7 @@ def make_trainer(s: Settings, run_dir: Path, identity: RunIdentity) -> Fit:
         callbacks.append(last_checkpoint(run_dir / "checkpoints", divergence))
     if s.callbacks.lr_monitor:
         callbacks.append(LearningRateMonitor("step"))
+    callbacks.append(EpochLine())
     trainer = lightning_trainer(s, run_dir, logger, callbacks)
     return Fit(trainer, logger, checkpoint, divergence, statistics, fit_time)
 
@@ -257,6 +258,8 @@ def lightning_trainer(s: Settings, root: Path, logger, callbacks, **options) -> 
     try:
         settings_options = s.trainer.lightning_options()
         settings_options["log_every_n_steps"] = s.trainer.logging_interval(steps_per_epoch(s))
+        if settings_options["enable_progress_bar"] is None:  # a sweep: EpochLine's lines only
+            settings_options["enable_progress_bar"] = not in_sweep()
         return pl.Trainer(
             **{**settings_options, **options},
             logger=logger,
@@ -294,7 +297,9 @@ def final_results(fit: Fit, module: Classifier, data, s: Settings) -> dict:
         final.update(callback.summary)
     best = fit.checkpoint.best_model_path or None
     if best or fit.divergence.step is None:  # a diverged run is tested on a finite one only
-        test = trainer.test(module, datamodule=data, ckpt_path=best, weights_only=True)[0]
+        test = trainer.test(
+            module, datamodule=data, ckpt_path=best, weights_only=True, verbose=not in_sweep()
+        )[0]
         final.update({k: float(v) for k, v in test.items()})
     final[names.EPOCHS] = float(trainer.current_epoch)
     final[names.STEPS] = float(trainer.global_step)
@@ -347,7 +352,7 @@ def run(config: DictConfig | Settings, run_dir: Path | None = None) -> RunRecord
             return RunRecord(run_dir, done)
         pl.seed_everything(s.seed, workers=True, verbose=False)
         module = build_module(s)
-        quiet_console(run_dir)
+        quiet_console(run_dir, in_sweep())
         fit = make_trainer(s, run_dir, identity)
         settle_lr(s, module, fit.trainer)
         resume_from = checkpoint_to_resume(run_dir, s.ckpt_path, identity, module)
@@ -363,4 +368,12 @@ def run(config: DictConfig | Settings, run_dir: Path | None = None) -> RunRecord
         results = final_results(fit, module, data, s)
         status = run_status(fit, results)
         record = write_metrics(run_dir, s, status, fit.trainer.world_size, **results)
+        log.info("%s: %s", run_dir.name, result_line(status, results))
     return RunRecord(run_dir, record)
+
+
+def result_line(status: str, results: dict) -> str:
+    """'finished, val/acc 0.8712, test/acc 0.865': what a run ended with, in one line."""
+    values = [f"{tag} {results[json_key(tag)]:.4g}" for tag in (names.VAL_ACC, names.TEST_ACC)
+              if isinstance(results.get(json_key(tag)), float)]  # fmt: skip
+    return ", ".join([status, *values])

@@ -4,7 +4,7 @@ import torch
 from typing_extensions import override
 
 from normlab import metric_names as names
-from normlab.callbacks.base import RecordingCallback
+from normlab.callbacks.base import RecordingCallback, timed
 from normlab.callbacks.board import layer_scalars, log_now
 from normlab.callbacks.norm_layers import (
     channel_moments,
@@ -101,6 +101,7 @@ class RunningStatsDrift(RecordingCallback):
         return hook
 
     @override
+    @timed
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.record(trainer, pl_module, measured=self.stop_measuring(pl_module))
 
@@ -130,6 +131,7 @@ class RunningStatsDrift(RecordingCallback):
         log_now(trainer, metrics)
 
     @override
+    @timed
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         experiment = getattr(trainer.logger, "experiment", None)
         if not self.histograms or not hasattr(experiment, "add_histogram"):

@@ -12,11 +12,31 @@ def model_input(x: Tensor, model: nn.Module, device) -> Tensor:
     return x.to(device, dtype=dtype if x.is_floating_point() and dtype else None)
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, batches, device) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) of `model` as it is, over `batches`."""
-    correct, loss, count = 0, 0.0, 0
+def rebatched(batches, size: int):
+    """The same images in the same order, in batches of about `size` (whole input batches
+    joined; `batches` as they are when `size` is no larger): for eval mode, whose outputs do
+    not depend on the batch, a few large batches instead of many small ones."""
+    if not batches or size <= len(batches[0][1]):
+        yield from batches
+        return
+    xs, ys, held = [], [], 0
     for x, y in batches:
+        xs.append(x)
+        ys.append(y)
+        held += len(y)
+        if held >= size:
+            yield torch.cat(xs), torch.cat(ys)
+            xs, ys, held = [], [], 0
+    if xs:
+        yield torch.cat(xs), torch.cat(ys)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches, device, batch_size: int = 0) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of `model` as it is, over `batches` (rebatched to
+    `batch_size`: only for a model whose outputs do not depend on the batch)."""
+    correct, loss, count = 0, 0.0, 0
+    for x, y in rebatched(batches, batch_size):
         x, y = model_input(x, model, device), y.to(device)
         logits = model(x).float()
         loss += nn.functional.cross_entropy(logits, y, reduction="sum").item()

@@ -5,7 +5,7 @@ from torch import Tensor, nn
 from typing_extensions import override
 
 from normlab import metric_names as names
-from normlab.callbacks.base import RecordingCallback
+from normlab.callbacks.base import RecordingCallback, timed
 from normlab.callbacks.board import layer_scalars, log_now
 from normlab.callbacks.evaluation import evaluate, model_input
 from normlab.callbacks.norm_layers import (
@@ -124,12 +124,14 @@ class PopulationStats(RecordingCallback):
             return population_statistics(pl_module, batches, pl_module.device)
 
     @override
+    @timed
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         wanted = self.apply_every_epoch and not trainer.sanity_checking and self.batch_size
         if wanted and running_stat_layers(pl_module):
             install(pl_module, self.estimate(trainer, pl_module))
 
     @override
+    @timed
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking or self.batch_size is None or not trainer.is_global_zero:
             return
@@ -153,7 +155,8 @@ class PopulationStats(RecordingCallback):
             with trainer.precision_plugin.forward_context(), untouched(pl_module):
                 pl_module.eval()
                 install(pl_module, population)
-                accuracy = evaluate(pl_module, val, pl_module.device)[0]
+                eval_batch = loader_of(trainer.val_dataloaders).batch_size or 0
+                accuracy = evaluate(pl_module, val, pl_module.device, eval_batch)[0]
             metrics[names.VAL_ACC_POPULATION] = accuracy
         self.summary = metrics
         log_now(trainer, metrics)
@@ -163,9 +166,11 @@ class PopulationStats(RecordingCallback):
             install(pl_module, self.estimate(trainer, pl_module))
 
     @override
+    @timed
     def on_fit_end(self, trainer, pl_module) -> None:
         self.apply(trainer, pl_module)
 
     @override
+    @timed
     def on_test_start(self, trainer, pl_module) -> None:
         self.apply(trainer, pl_module)

@@ -4,7 +4,7 @@ import torch
 from typing_extensions import override
 
 from normlab import metric_names as names
-from normlab.callbacks.base import RecordingCallback
+from normlab.callbacks.base import RecordingCallback, timed
 from normlab.callbacks.board import layer_scalars, log_now
 from normlab.callbacks.evaluation import evaluate, model_input
 from normlab.callbacks.norm_layers import (
@@ -18,12 +18,13 @@ from normlab.callbacks.probe import cached_batches, dataset_of, loader_of
 class TrainEvalGap(RecordingCallback):
     """At each validation (every `every_n_epochs`), on the validation images in full batches of
     the training batch size (all of them but the last partial batch, fewer than one batch; or up
-    to `max_samples`), log
+    to `max_samples`), log (the eval-mode pass, whose outputs do not depend on the batch, reads
+    the same images in batches of validation's size)
 
     - ``gap/val_acc_eval``, ``gap/val_loss_eval``: eval mode, running statistics;
     - ``gap/val_acc_train``, ``gap/val_loss_train``: running-stat layers in train mode, batch
       statistics (every buffer is restored bit for bit afterwards);
-    - ``gap/acc``, ``gap/loss``: train mode minus eval mode. Both passes see the same batches, so
+    - ``gap/acc``, ``gap/loss``: train mode minus eval mode. Both passes see the same images, so
       for norms without running statistics (group, layer, instance untracked) the gap is 0;
     - ``gap/<layer>/activation_distance``: on the first batch, the relative L2 distance
       ||y_batch - y_running|| / ||y_running|| of each running-stat layer's output, both from the
@@ -47,6 +48,7 @@ class TrainEvalGap(RecordingCallback):
         self.batch_size = loader_of(trainer.train_dataloader).batch_size
 
     @override
+    @timed
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking or self.batch_size is None or not trainer.is_global_zero:
             return  # under DDP: probed on rank zero's replica, batch statistics of its own
@@ -56,9 +58,11 @@ class TrainEvalGap(RecordingCallback):
         batches = cached_batches(dataset, self.batch_size, self.max_samples)
         if not batches:
             return
+        eval_batch = loader_of(trainer.val_dataloaders).batch_size or 0  # as val/acc's
         with trainer.precision_plugin.forward_context():
             with untouched(pl_module):
-                acc_eval, loss_eval = evaluate(pl_module.eval(), batches, pl_module.device)
+                model, device = pl_module.eval(), pl_module.device
+                acc_eval, loss_eval = evaluate(model, batches, device, eval_batch)
             if running_stat_layers(pl_module):
                 with batch_statistics(pl_module):
                     acc_train, loss_train = evaluate(pl_module, batches, pl_module.device)

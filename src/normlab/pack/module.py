@@ -119,11 +119,15 @@ class PackedClassifier(pl.LightningModule):
             member = self.model.members[k]
             for name, value in buffers.items():
                 member.get_buffer(name).copy_(value)
+        if batch_idx + 1 == self.trainer.num_training_batches:
+            self.log_train_epoch()
 
     def on_train_epoch_start(self) -> None:
         self.train_sums = None
 
-    def on_train_epoch_end(self) -> None:
+    def log_train_epoch(self) -> None:
+        """Each member's train/loss and train/acc over the epoch, logged at its last batch, so
+        that callbacks see them at the epoch's end (as a solo run's)."""
         if self.train_sums is None:
             return
         loss, correct, images = self.train_sums

@@ -18,7 +18,7 @@ from normlab import metric_names as names
 from normlab.callbacks.board import every_norm_option, final_record, start_record
 from normlab.callbacks.settings import statistics_callbacks
 from normlab.config import ConfigError, Settings, settings
-from normlab.console import quiet_console
+from normlab.console import EpochLine, quiet_console
 from normlab.data import dataset_spec
 from normlab.metric_names import json_key
 from normlab.norms import NORMS, options_of
@@ -45,6 +45,7 @@ from normlab.train import (
     lightning_trainer,
     probe_images,
     record_failure,
+    result_line,
     status_of,
     steps_per_epoch,
     write_metrics,
@@ -109,6 +110,7 @@ def make_pack_trainer(
                  last]  # fmt: skip
     if s.callbacks.lr_monitor:
         callbacks.append(LearningRateMonitor("step"))
+    callbacks.append(EpochLine())
     # K members' values: the console shows none
     trainer = lightning_trainer(s, pack_dir, loggers, callbacks, enable_progress_bar=False)
     return trainer, loggers, best, statistics, fit_time
@@ -160,7 +162,7 @@ def train_pack(members: list[Member], identities, pack_root: Path) -> list[RunRe
     pack_dir = Path(pack_root) / name
     module = build_pack(members)
     pack_dir.mkdir(parents=True, exist_ok=True)
-    quiet_console(pack_dir)
+    quiet_console(pack_dir, sweep=True)
     trainer, loggers, best, statistics, fit_time = make_pack_trainer(
         members, module, pack_dir, identities, pack
     )
@@ -212,6 +214,7 @@ def train_pack(members: list[Member], identities, pack_root: Path) -> list[RunRe
         }
         status = status_of(diverged_at, trainer.global_step, results)
         record = write_metrics(m.run_dir, m.settings, status, overrides=m.overrides, **results)
+        log.info("%s: %s", m.run_dir.name, result_line(status, results))
         records.append(RunRecord(m.run_dir, record))
     return records
 

@@ -18,6 +18,7 @@ from pytorch_lightning import Callback
 from torch import Tensor, nn
 from typing_extensions import override
 
+from normlab.callbacks.base import timed
 from normlab.callbacks.drift import RunningStatsDrift
 from normlab.callbacks.evaluation import model_input
 from normlab.callbacks.norm_layers import untouched
@@ -86,12 +87,14 @@ def member_batch(batch, k: int) -> Tensor:
 
 class MemberStatistics(Callback):
     """`callbacks[k]`: member k's statistics callbacks; each is called with member k's model
-    and trainer view, never for a member recorded diverged (a solo run stops there)."""
+    and trainer view, never for a member recorded diverged (a solo run stops there).
+    `probe_seconds`: the time spent in its hooks, all members together."""
 
     def __init__(self, models: list[nn.Module], loggers: list, callbacks: list[list[Callback]]):
         self.models = [MemberModel(m) for m in models]
         self.loggers, self.callbacks = loggers, callbacks
         self.measured: set[int] = set()  # members whose drift measured this step
+        self.probe_seconds = 0.0  # in its hooks (the console's epoch line)
 
     def live(self, trainer, pl_module):
         diverged = getattr(pl_module, "diverged", {})
@@ -105,6 +108,7 @@ class MemberStatistics(Callback):
                 getattr(callback, hook)(view, model, *args)
 
     @override
+    @timed
     def on_train_start(self, trainer, pl_module) -> None:
         self.each("on_train_start", trainer, pl_module)
 
@@ -113,6 +117,7 @@ class MemberStatistics(Callback):
         return next((c for c in callbacks if isinstance(c, RunningStatsDrift)), None)
 
     @override
+    @timed
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self.measured = set()
         for view, model, callbacks, k in self.live(trainer, pl_module):
@@ -129,6 +134,7 @@ class MemberStatistics(Callback):
                     self.measured.add(k)
 
     @override
+    @timed
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         for view, model, callbacks, k in self.live(trainer, pl_module):
             drift = self.drift_of(callbacks)
@@ -136,22 +142,27 @@ class MemberStatistics(Callback):
                 drift.record(view, model, measured=k in self.measured)
 
     @override
+    @timed
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self.each("on_train_epoch_end", trainer, pl_module)
 
     @override
+    @timed
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         self.each("on_validation_epoch_start", trainer, pl_module)
 
     @override
+    @timed
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         self.each("on_validation_epoch_end", trainer, pl_module)
 
     @override
+    @timed
     def on_fit_end(self, trainer, pl_module) -> None:
         self.each("on_fit_end", trainer, pl_module)
 
     @override
+    @timed
     def on_test_start(self, trainer, pl_module) -> None:
         self.each("on_test_start", trainer, pl_module)
 
