@@ -132,8 +132,10 @@ class PackedClassifier(pl.LightningModule):
             return
         loss, correct, images = self.train_sums
         for k in range(len(self.model)):
-            self.log(member_tag(k, "train/loss"), loss[k] / images[k], on_epoch=True)
-            self.log(member_tag(k, "train/acc"), correct[k] / images[k], on_epoch=True)
+            self.log(member_tag(k, "train/loss"), loss[k] / images[k], on_step=False, on_epoch=True)
+            self.log(
+                member_tag(k, "train/acc"), correct[k] / images[k], on_step=False, on_epoch=True
+            )
 
     def evaluation_step(self, batch, stage: str) -> None:
         x, y = batch
