@@ -44,8 +44,7 @@ class MemberModel(nn.Module):
 
 class MemberTrainer:
     """The pack's Trainer as member k's callbacks see it: member k's logger, its values under
-    the solo tags (``train/acc`` and ``train/loss`` of the epoch so far from the pack's sums),
-    its own training loader; everything else is the pack's."""
+    the solo tags, its own training loader; everything else is the pack's."""
 
     def __init__(self, trainer, k: int, logger):
         self._trainer, self.k, self.logger = trainer, k, logger
@@ -65,10 +64,6 @@ class MemberTrainer:
             for key, v in self._trainer.callback_metrics.items()
             if key.startswith(prefix)
         }
-        sums = getattr(self._trainer.lightning_module, "train_sums", None)
-        if sums is not None:
-            loss, correct, images = sums[:, self.k]
-            values["train/loss"], values["train/acc"] = loss / images, correct / images
         return values
 
     @property
