@@ -3,6 +3,7 @@ titled with the dataset, model, epochs, seeds and lr rule; 95% CI error bars (t,
 readable names and n in the legend, each line offset a little so that none hides another."""
 
 import math
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -13,6 +14,8 @@ from normlab.report.tables import describe, unequal_training
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+TITLE_WIDTH = 90  # characters a title line holds at fontsize 8 across a default figure
 
 BATCH = "batch size (log\N{SUBSCRIPT TWO} scale)"
 GAP = "train-mode minus eval-mode val accuracy (points)"
@@ -153,8 +156,8 @@ def plot(table: list[dict], out: Path) -> list[Path]:
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"{ylabel}, mean ± 95% CI")
         rule = lr_rule(shown)
-        ax.set_title(f"{describe(shown)}{'; ' + rule if rule else ''}\nbars: 95% CI of the mean "
-                     "(t, n seeds)", fontsize=8)  # fmt: skip
+        title = textwrap.fill(f"{describe(shown)}{'; ' + rule if rule else ''}", TITLE_WIDTH)
+        ax.set_title(f"{title}\nbars: 95% CI of the mean (t, n seeds)", fontsize=8)
         flagged = unequal_training(shown)
         if flagged:
             fig.text(0.01, 0.01, f"unequal training: {flagged[0]:.0f} to {flagged[1]:.0f} "
