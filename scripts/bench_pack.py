@@ -8,8 +8,8 @@ K), each in its own process. Each run trains `--steps` batches (by batch size) o
 validates and tests on 1 batch; every figure is the whole fit (metrics.json's fit_seconds:
 loops, data, validation), and the sweep's wall time (start-up, data loading, test) beside
 it. Memory: the peak resident set of each sweep's process (ru_maxrss), and the pack's over K.
-Default: cnn, Fashion-MNIST, CPU, callbacks=none (statistics callbacks do not pack), the
-default threads.
+Default: cnn, Fashion-MNIST, CPU, callbacks=none (the figure is the training; a probe costs a
+member what it costs a solo run), the default threads.
 """
 
 import argparse
