@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
+from tqdm import tqdm
 from typing_extensions import override
 
 log = logging.getLogger(__name__)
@@ -97,5 +98,6 @@ class EpochLine(pl.Callback):
         seconds = time.perf_counter() - self.started
         probes = self.probe_total(trainer) - self.probes_before
         epochs = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
-        log.info("epoch %d%s: %s; %.1f s, probes %.1f s", trainer.current_epoch + 1, epochs,
-                 ", ".join(values) or "no values yet", seconds, probes)  # fmt: skip
+        with tqdm.external_write_mode():  # a progress bar on the line moves aside first
+            log.info("epoch %d%s: %s; %.1f s, probes %.1f s", trainer.current_epoch + 1, epochs,
+                     ", ".join(values) or "no values yet", seconds, probes)  # fmt: skip
