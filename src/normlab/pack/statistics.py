@@ -59,12 +59,11 @@ class MemberTrainer:
     @property
     def callback_metrics(self) -> dict[str, Tensor]:
         prefix = member_tag(self.k, "")
-        values = {
+        return {
             key.removeprefix(prefix): v
             for key, v in self._trainer.callback_metrics.items()
             if key.startswith(prefix)
         }
-        return values
 
     @property
     def train_dataloader(self):
@@ -83,22 +82,31 @@ def member_batch(batch, k: int) -> Tensor:
 class MemberStatistics(Callback):
     """`callbacks[k]`: member k's statistics callbacks; each is called with member k's model
     and trainer view, never for a member recorded diverged (a solo run stops there).
-    `probe_seconds`: the time spent in its hooks, all members together."""
+    `probe_seconds`: the time spent in its hooks, all members together. Its per-step hooks
+    return at once when no member has drift on (callbacks=none)."""
 
     def __init__(self, models: list[nn.Module], loggers: list, callbacks: list[list[Callback]]):
         self.models = [MemberModel(m) for m in models]
         self.loggers, self.callbacks = loggers, callbacks
+        self.drifts = [
+            next((c for c in cs if isinstance(c, RunningStatsDrift)), None) for cs in callbacks
+        ]
+        self.views: list[MemberTrainer] = []  # made once the Trainer is known (setup)
         self.measured: set[int] = set()  # members whose drift measured this step
         self.probe_seconds = 0.0  # in its hooks (the console's epoch line)
 
-    def live(self, trainer, pl_module):
+    @override
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self.views = [MemberTrainer(trainer, k, log) for k, log in enumerate(self.loggers)]
+
+    def live(self, pl_module):
         diverged = getattr(pl_module, "diverged", {})
         for k, (model, callbacks) in enumerate(zip(self.models, self.callbacks, strict=True)):
             if k not in diverged:
-                yield MemberTrainer(trainer, k, self.loggers[k]), model, callbacks, k
+                yield self.views[k], model, callbacks, k
 
     def each(self, hook: str, trainer, pl_module, *args) -> None:
-        for view, model, callbacks, _ in self.live(trainer, pl_module):
+        for view, model, callbacks, _ in self.live(pl_module):
             for callback in callbacks:
                 getattr(callback, hook)(view, model, *args)
 
@@ -107,16 +115,14 @@ class MemberStatistics(Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         self.each("on_train_start", trainer, pl_module)
 
-    @staticmethod
-    def drift_of(callbacks: list[Callback]) -> RunningStatsDrift | None:
-        return next((c for c in callbacks if isinstance(c, RunningStatsDrift)), None)
-
     @override
     @timed
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self.measured = set()
-        for view, model, callbacks, k in self.live(trainer, pl_module):
-            drift = self.drift_of(callbacks)
+        if not any(d is not None and d.due(trainer) for d in self.drifts):
+            return
+        for view, model, _, k in self.live(pl_module):
+            drift = self.drifts[k]
             if drift is None or not drift.due(view):
                 continue
             drift.start_measuring(model)
@@ -131,8 +137,10 @@ class MemberStatistics(Callback):
     @override
     @timed
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        for view, model, callbacks, k in self.live(trainer, pl_module):
-            drift = self.drift_of(callbacks)
+        if not any(self.drifts):
+            return
+        for view, model, _, k in self.live(pl_module):
+            drift = self.drifts[k]
             if drift is not None:
                 drift.record(view, model, measured=k in self.measured)
 
