@@ -6,14 +6,16 @@ python -m normlab.report <sweep dir> [--out DIR]
 from pathlib import Path
 
 from normlab.report import contrasts as declared_contrasts
+from normlab.report import lr_selection
 from normlab.report.collect import collect
 from normlab.report.plots import plot
 from normlab.report.tables import aggregate, markdown, write_csv
 
 
 def summarize(sweep: Path, out: Path | None = None, contrasts: Path | None = None) -> list[Path]:
-    """Write summary.csv, summary.md and the PNGs (into `out`, default the sweep folder); with
-    a contrasts file (default: the sweep's contrasts.yaml, if any), contrasts.csv and the
+    """Write summary.csv, summary.md and the PNGs (into `out`, default the sweep folder); where
+    cells differ only in lr, best_lr.csv and its section of summary.md (lr_selection); with a
+    contrasts file (default: the sweep's contrasts.yaml, if any), contrasts.csv and the
     contrasts section of summary.md."""
     sweep = Path(sweep)
     if not sweep.is_dir():
@@ -29,9 +31,13 @@ def summarize(sweep: Path, out: Path | None = None, contrasts: Path | None = Non
         if (contrasts.is_file())
         else []
     )
-    text = markdown(rows, table) + declared_contrasts.markdown(declared)
-    (out / "summary.md").write_text(text)
+    best = lr_selection.best_lrs(table)
+    text = markdown(rows, table) + lr_selection.markdown(best)
+    (out / "summary.md").write_text(text + declared_contrasts.markdown(declared))
     written = [out / "summary.csv", out / "summary.md"]
+    if best:
+        lr_selection.write_csv(best, out / "best_lr.csv")
+        written.append(out / "best_lr.csv")
     if declared:
         declared_contrasts.write_csv(declared, out / "contrasts.csv")
         written.append(out / "contrasts.csv")
