@@ -3,7 +3,7 @@
 import matplotlib.image
 
 from normlab.report.collect import varying_options
-from normlab.report.plots import plot, series
+from normlab.report.plots import panels, plot, series
 from normlab.report.tables import aggregate, describe, label, markdown
 
 
@@ -90,3 +90,28 @@ def test_runs_that_differ_in_a_norm_option_are_cells_of_their_own():
     ]
     assert [round(e["val_error"], 6) for e in table[1:]] == [10.0, 11.0]
     assert "| batch_renorm (r_max=1.5, d_max=0.5) | 4 |" in markdown(rows, table)
+
+
+def test_an_lr_sweep_draws_one_panel_per_batch_and_splits_the_batch_figure_by_lr(tmp_path):
+    """Cells at two batch sizes and two lrs each (0.1 and 0.2 times B/128): error against lr
+    has a panel per batch, each with its norms' lines; error against batch has a line per norm
+    and lr factor, so that no line joins cells of different lrs."""
+    rows = [{**row(norm, b, s, 0.9 - 0.01 * (norm == "group"), 0.0, 275000),
+             "lr": f * b / 128, "lr_factor": f / 0.1}
+            for norm in ("batch", "group") for b in (2, 32) for f in (0.1, 0.2)
+            for s in (0, 1)]  # fmt: skip
+    table = [{**e, "lr_factor": e["lr"] * 128 / e["batch_size"] / 0.1} for e in aggregate(rows)]
+    facets = panels(series(table, "val_error", "lr_factor"), "lr_factor")
+    assert [title for title, _ in facets] == ["batch 2", "batch 32"]
+    assert all(sorted(lines) == ["BatchNorm", "GroupNorm"] for _, lines in facets)
+    assert all(len(rows) == 2 for _, lines in facets for rows in lines.values())
+    by_batch = series(table, "val_error", "batch_size")
+    assert sorted(by_batch) == [f"{norm}, lr {f}× the rule's" for norm in ("BatchNorm", "GroupNorm")
+                                for f in (1, 2)]  # fmt: skip
+    assert all([e["batch_size"] for e in line] == [2, 32] for line in by_batch.values())
+    written = {p.name for p in plot(aggregate(rows), tmp_path)}
+    assert {"error_vs_lr.png", "error_vs_batch.png"} <= written
+    # two panels side by side: wider than a one-panel figure
+    wide = matplotlib.image.imread(tmp_path / "error_vs_lr.png")
+    one = matplotlib.image.imread(tmp_path / "gap_vs_batch.png")
+    assert wide.shape[1] > one.shape[1]

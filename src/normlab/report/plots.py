@@ -47,8 +47,10 @@ def figures() -> list[tuple[str, str, str, str, str]]:
 
 
 def series(table: list[dict], y: str, x: str) -> dict[str, list[dict]]:
-    """One line per norm (and dataset/model when a sweep mixes them): its rows sorted by x."""
+    """One line per norm (and dataset/model when a sweep mixes them; and lr / the linear rule's
+    when the sweep varies it): its rows sorted by x."""
     settings = {(e["dataset"], e["model"]) for e in table}
+    factors = {e.get("lr_factor") for e in table}
     lines: dict[str, list[dict]] = {}
     for e in table:
         if e.get(x) is None or math.isnan(e.get(y, math.nan)):
@@ -56,6 +58,8 @@ def series(table: list[dict], y: str, x: str) -> dict[str, list[dict]]:
         name = readable(e, x)
         if x == "lr_factor":  # one line per norm and batch size
             name += f" @ batch {e['batch_size']}"
+        elif len(factors) > 1 and e.get("lr_factor") is not None:
+            name += f", lr {e['lr_factor']:g}× the rule's"
         name = name if len(settings) == 1 else f"{name} ({e['dataset']}, {e['model']})"
         lines.setdefault(name, []).append(e)
     return {k: sorted(v, key=lambda e: e[x]) for k, v in lines.items()
@@ -126,6 +130,42 @@ def dot_chart(table: list[dict], out: Path) -> Path:
     return out / "error_by_cell.png"
 
 
+def panels(lines: dict[str, list[dict]], x: str) -> list[tuple[str, dict[str, list[dict]]]]:
+    """A figure's panels, (title, lines): error against lr gets one panel per batch size (its
+    lines named without the batch), so that each batch's norms are compared on their own axis;
+    every other figure is one panel."""
+    if x != "lr_factor":
+        return [("", lines)]
+    by_batch: dict[int, dict[str, list[dict]]] = {}
+    for name, rows in lines.items():
+        batch = rows[0]["batch_size"]
+        by_batch.setdefault(batch, {})[name.replace(f" @ batch {batch}", "")] = rows
+    return [(f"batch {b}", by_batch[b]) for b in sorted(by_batch)]
+
+
+def draw(ax, lines: dict[str, list[dict]], x: str, y: str, styles: list[str]) -> None:
+    """Each line with its 95% CI bars, side by side (a small offset along the log axis) so that
+    no line hides another; a line keeps its marker and style (its index in `styles`) in every
+    panel."""
+    ordered = sorted(lines.items(), key=lambda item: styles.index(item[0]))
+    for i, (line, rows) in enumerate(ordered):
+        shift = 2 ** (0.06 * (i - (len(ordered) - 1) / 2))
+        k = styles.index(line)
+        ax.errorbar([e[x] * shift for e in rows], [e[y] for e in rows],
+                    yerr=[ci_half_width(e, y) for e in rows], marker=MARKERS[k % len(MARKERS)],
+                    linestyle=LINESTYLES[k % len(LINESTYLES)], color=f"C{k % 10}", capsize=3,
+                    label=f"{line} ({n_label(rows)})")  # fmt: skip
+    ax.set_xscale("log", base=2)
+    ticks = sorted({e[x] for rows in lines.values() for e in rows})
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
+    if x == "batch_size" or any(c.large_first for c in report_columns() if c.option == x):
+        ax.invert_xaxis()  # as the GN paper's Figure 1: large batches on the left
+    if y == "gap_points":
+        ax.axhline(0, color="black", linewidth=0.8, linestyle=":")  # the reference: no gap
+    ax.grid(alpha=0.3)
+
+
 def plot(table: list[dict], out: Path) -> list[Path]:
     """Write each figure that the sweep has data for (at least two x values for some line),
     and, for a sweep at one batch size, the dot chart of its cells."""
@@ -135,35 +175,28 @@ def plot(table: list[dict], out: Path) -> list[Path]:
         if not lines:
             continue
         shown = [e for rows in lines.values() for e in rows]
-        fig, ax = plt.subplots(figsize=(5.6, 4.0), dpi=150)
-        ordered = sorted(lines.items())
-        for i, (line, rows) in enumerate(ordered):
-            # side by side, so that no line hides another: a small offset along the log axis
-            shift = 2 ** (0.06 * (i - (len(ordered) - 1) / 2))
-            xs = [e[x] * shift for e in rows]
-            errors = [ci_half_width(e, y) for e in rows]
-            ax.errorbar(xs, [e[y] for e in rows], yerr=errors, marker=MARKERS[i % len(MARKERS)],
-                        linestyle=LINESTYLES[i % len(LINESTYLES)], capsize=3,
-                        label=f"{line} ({n_label(rows)})")  # fmt: skip
-        ax.set_xscale("log", base=2)
-        ticks = sorted({e[x] for e in shown})
-        ax.set_xticks(ticks, [str(t) for t in ticks])
-        ax.minorticks_off()
-        if x == "batch_size" or any(c.large_first for c in report_columns() if c.option == x):
-            ax.invert_xaxis()  # as the GN paper's Figure 1: large batches on the left
-        if y == "gap_points":
-            ax.axhline(0, color="black", linewidth=0.8, linestyle=":")  # the reference: no gap
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(f"{ylabel}, mean ± 95% CI")
+        facets = panels(lines, x)
+        styles = sorted({line for _, facet in facets for line in facet})
+        fig, axes = plt.subplots(1, len(facets), figsize=(5.6 + 2.4 * (len(facets) - 1), 4.0),
+                                 dpi=150, squeeze=False)  # fmt: skip
+        for ax, (panel, facet) in zip(axes[0], facets, strict=True):
+            draw(ax, facet, x, y, styles)
+            ax.set_xlabel(xlabel if len(facets) == 1 else xlabel.replace(" (log", "\n(log"))
+            if panel:
+                ax.set_title(panel, fontsize=9)
+        axes[0][0].set_ylabel(f"{ylabel}, mean ± 95% CI")
         rule = lr_rule(shown)
         title = textwrap.fill(f"{describe(shown)}{'; ' + rule if rule else ''}", TITLE_WIDTH)
-        ax.set_title(f"{title}\nbars: 95% CI of the mean (t, n seeds)", fontsize=8)
+        fig.suptitle(f"{title}\nbars: 95% CI of the mean (t, n seeds)", fontsize=8)
         flagged = unequal_training(shown)
         if flagged:
             fig.text(0.01, 0.01, f"unequal training: {flagged[0]:.0f} to {flagged[1]:.0f} "
                      "images per run", fontsize=7, color="red")  # fmt: skip
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if len(styles) > 6:  # beside the axes, where it hides no point
+            fig.set_figwidth(fig.get_figwidth() + 2.8)
+            axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+        else:
+            axes[0][0].legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(out / name)
         plt.close(fig)
