@@ -1,8 +1,9 @@
 """Sweep folder -> summary.csv, summary.md and plots. Reads run folders; never trains.
 
-python -m normlab.report <sweep dir> [--out DIR]
+python -m normlab.report <sweep dir> [more sweep dirs] [--out DIR]
 """
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from normlab.report import contrasts as declared_contrasts
@@ -12,17 +13,24 @@ from normlab.report.plots import plot
 from normlab.report.tables import aggregate, markdown, write_csv
 
 
-def summarize(sweep: Path, out: Path | None = None, contrasts: Path | None = None) -> list[Path]:
+def summarize(
+    sweep: Path,
+    out: Path | None = None,
+    contrasts: Path | None = None,
+    beside: Sequence[Path] = (),
+) -> list[Path]:
     """Write summary.csv, summary.md and the PNGs (into `out`, default the sweep folder); where
     cells differ only in lr, best_lr.csv and its section of summary.md (lr_selection); with a
     contrasts file (default: the sweep's contrasts.yaml, if any), contrasts.csv and the
-    contrasts section of summary.md."""
+    contrasts section of summary.md. Runs under the `beside` folders (another study's, that
+    this one compares against) join the sweep's as cells of their own."""
     sweep = Path(sweep)
-    if not sweep.is_dir():
-        raise FileNotFoundError(f"no sweep folder at {sweep}")
+    for folder in (sweep, *beside):
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"no sweep folder at {folder}")
     out = Path(out or sweep)
     out.mkdir(parents=True, exist_ok=True)
-    rows = collect(sweep)
+    rows = collect(sweep, *beside)
     table = aggregate(rows)
     write_csv(rows, out / "summary.csv")
     contrasts = Path(contrasts) if contrasts else sweep / "contrasts.yaml"

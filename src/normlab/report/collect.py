@@ -116,8 +116,12 @@ def varying_options(rows: list[dict]) -> None:
         row["options"] = ", ".join(f"{k}={row['norm_options'][k]}" for k in varying)
 
 
-def collect(sweep: Path) -> list[dict]:
-    sweep = Path(sweep)
-    rows = [read_run(d, sweep) for d in run_dirs(sweep)]
+def collect(*sweeps: Path) -> list[dict]:
+    """One row per run under the sweep folders; with several, each run is named by its folder's
+    path as given (bn_vs_gn_batch/runs/norm=batch,seed=0) so that runs of the same name differ."""
+    rows = []
+    for sweep in map(Path, sweeps):
+        for row in (read_run(d, sweep) for d in run_dirs(sweep)):
+            rows.append({**row, "run": str(sweep / row["run"])} if len(sweeps) > 1 else row)
     varying_options(rows)
     return rows

@@ -7,8 +7,16 @@ contrasts table (contrasts.csv and a section of summary.md).
       - {a: {norm: batch, batch_size: 2}, b: {norm: group, batch_size: 2}}
 
 Each side selects exactly one cell of the summary by its settings (any summary.csv setting
-column: norm, batch_size, num_groups, weight_standardization, options, ...). B − A is reported
-per metric, with Holm's adjustment over the file's contrasts of that metric.
+column: model, norm, batch_size, num_groups, weight_standardization, options, ...). B − A is
+reported per metric, with Holm's adjustment over the file's contrasts of that metric.
+
+A contrast with `minus` is a difference of differences, (B − A) − (minus.B − minus.A): is an
+effect larger in one setting than in another (a deeper model, say)? Each pair's per-seed
+differences (over the seeds both of its cells ran) are the samples, compared as two cells are.
+
+      - a: {model: resnet20, norm: batch, batch_size: 32}
+        b: {model: resnet20, norm: batch, batch_size: 2}
+        minus: {a: {model: cnn, norm: batch, batch_size: 32}, b: {model: cnn, ...}}
 """
 
 import csv
@@ -29,12 +37,14 @@ class ContrastError(ValueError):
     """A declared contrast that selects no cell, or several."""
 
 
-def cell_name(entry: dict) -> str:
+def cell_name(entry: dict, with_model: bool = False) -> str:
+    """batch @ batch 8, lr=0.00625; prefixed by the model (resnet20: ...) when models differ."""
     options = [f"{k}={entry[k]}" for k in option_columns() if entry.get(k) is not None]
     if entry.get("lr") is not None:
         options.append(f"lr={entry['lr']:.4g}")
     extra = f", {', '.join(options)}" if options else ""
-    return f"{label(entry)} @ batch {entry['batch_size']}{extra}"
+    model = f"{entry['model']}: " if with_model else ""
+    return f"{model}{label(entry)} @ batch {entry['batch_size']}{extra}"
 
 
 def select(table: list[dict], selector: dict) -> dict:
@@ -54,15 +64,36 @@ def per_seed(entry: dict, metric: str) -> dict:
     return values
 
 
+def paired_differences(table: list[dict], pair: dict, metric: str, name) -> tuple[dict, str]:
+    """Seed -> B − A over the seeds both cells ran, and the pair's name."""
+    a, b = select(table, pair["a"]), select(table, pair["b"])
+    va, vb = per_seed(a, metric), per_seed(b, metric)
+    seeds = sorted(set(va) & set(vb))
+    if len(seeds) < 2:
+        raise ContrastError(f"contrast pair {pair['a']} -> {pair['b']} shares {len(seeds)} seeds; "
+                            "allowed: a difference of differences needs 2 or more")  # fmt: skip
+    return {s: vb[s] - va[s] for s in seeds}, f"({name(b)}) − ({name(a)})"
+
+
 def compute(table: list[dict], declared: dict) -> list[Contrast]:
     """Every declared contrast on every declared metric; Holm per metric."""
     rows: list[Contrast] = []
+    with_model = len({e.get("model") for e in table}) > 1
+
+    def name(entry: dict) -> str:
+        return cell_name(entry, with_model)
+
     for metric in declared.get("metrics", ["test_error"]):
         family = []
         for pair in declared.get("contrasts", []):
+            if "minus" in pair:
+                base, base_name = paired_differences(table, pair["minus"], metric, name)
+                effect, effect_name = paired_differences(table, pair, metric, name)
+                family.append(contrast(base, effect, (base_name, effect_name), metric))
+                continue
             a, b = select(table, pair["a"]), select(table, pair["b"])
             family.append(contrast(per_seed(a, metric), per_seed(b, metric),
-                                   (cell_name(a), cell_name(b)), metric))  # fmt: skip
+                                   (name(a), name(b)), metric))  # fmt: skip
         for row, adjusted in zip(family, holm([c.p for c in family]), strict=True):
             row.holm_p = adjusted
         rows += family

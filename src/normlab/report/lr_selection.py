@@ -43,7 +43,7 @@ def best_lrs(table: list[dict]) -> list[BestLr]:
     for entry in table:
         if entry.get("lr") is not None:
             groups.setdefault(tuple(str(entry.get(k)) for k in keys), []).append(entry)
-    chosen = []
+    chosen, with_model = [], len({e.get("model") for e in table}) > 1
     for cells in groups.values():
         values = [per_seed(c, SELECTED_ON) for c in cells]
         shared = set.intersection(*(set(v) for v in values))
@@ -53,8 +53,8 @@ def best_lrs(table: list[dict]) -> list[BestLr]:
         means = [statistics.fmean(v[s] for s in seeds) for v in values]
         best = min(range(len(cells)), key=means.__getitem__)
         cell = cells[best]
-        chosen.append(BestLr(cell_name(cell), cell["lr"], lr_factor(cell), means[best], seeds,
-                             sorted(c["lr"] for c in cells)))  # fmt: skip
+        chosen.append(BestLr(cell_name(cell, with_model), cell["lr"], lr_factor(cell), means[best],
+                             seeds, sorted(c["lr"] for c in cells)))  # fmt: skip
     return chosen
 
 

@@ -1,0 +1,94 @@
+"""A study that compares against another study's runs: two folders of runs, cells named by their
+model, and a difference of differences (is BN's small-batch loss larger in the deeper model?)."""
+
+import csv
+import math
+import subprocess
+import sys
+
+import pytest
+
+from normlab.record import write_record
+from normlab.report import summarize
+from normlab.run_identity import RunIdentity
+from tests.configs import make
+from tests.runs import REPO
+
+# test error (fraction) per seed 0, 1, 2 of BN at batch 32 and at batch 2
+ERRORS = {
+    "cnn": {32: (0.10, 0.11, 0.12), 2: (0.12, 0.13, 0.15)},  # +2, +2, +3 points
+    "resnet20": {32: (0.08, 0.09, 0.10), 2: (0.12, 0.14, 0.15)},  # +4, +5, +5 points
+}
+CONTRASTS = """metrics: [test_error]
+contrasts:
+  - a: {model: resnet20, norm: batch, batch_size: 32}
+    b: {model: resnet20, norm: batch, batch_size: 2}
+    minus:
+      a: {model: cnn, norm: batch, batch_size: 32}
+      b: {model: cnn, norm: batch, batch_size: 2}
+  - a: {model: cnn, norm: batch, batch_size: 2}
+    b: {model: resnet20, norm: batch, batch_size: 2}
+"""
+
+
+def write_runs(folder, model: str, seeds=(0, 1, 2)) -> None:
+    for batch, errors in ERRORS[model].items():
+        for seed in seeds:
+            s = make(["norm=batch", f"model={model}", f"data.batch_size={batch}", f"seed={seed}"])
+            identity = RunIdentity.of(s)
+            write_record(folder / f"norm=batch,data.batch_size={batch},seed={seed}",
+                         {"status": "finished", **s.key_choices(), "identity": identity.hash,
+                          "settings": identity.settings, "val_acc": 1 - errors[seed],
+                          "test_acc": 1 - errors[seed], "epochs": 1.0})  # fmt: skip
+
+
+def test_a_difference_of_differences_over_two_folders_of_runs(tmp_path):
+    write_runs(tmp_path / "resnet" / "runs", "resnet20")
+    write_runs(tmp_path / "cnn" / "runs", "cnn")  # the same run names as the other folder's
+    (tmp_path / "contrasts.yaml").write_text(CONTRASTS)
+    summarize(tmp_path / "resnet" / "runs", tmp_path / "out", tmp_path / "contrasts.yaml",
+              beside=[tmp_path / "cnn" / "runs"])  # fmt: skip
+    with open(tmp_path / "out" / "summary.csv") as f:
+        runs = [r["run"] for r in csv.DictReader(f)]
+    assert len(runs) == len(set(runs)) == 12  # both folders' runs, told apart by folder
+    with open(tmp_path / "out" / "contrasts.csv") as f:
+        interaction, models = list(csv.DictReader(f))
+    # per seed: (+4 − 2, +5 − 2, +5 − 3) = 2, 3, 2 points: mean 7/3, SD 1/√3, t = 7 on 2 df
+    assert interaction["test"] == "paired" and interaction["n_a"] == interaction["n_b"] == "3"
+    assert float(interaction["difference"]) == pytest.approx(7 / 3, abs=1e-3)
+    assert float(interaction["p"]) == pytest.approx(0.0198, abs=1e-3)
+    half = 4.303 / 3
+    assert float(interaction["ci_low"]) == pytest.approx(7 / 3 - half, abs=1e-2)
+    assert float(interaction["ci_high"]) == pytest.approx(7 / 3 + half, abs=1e-2)
+    assert interaction["b"].startswith("(resnet20: batch @ batch 2, lr=") and (
+        ") − (resnet20: batch @ batch 32, lr=" in interaction["b"]
+    )
+    assert interaction["a"].startswith("(cnn: batch @ batch 2")
+    # a plain contrast across the models: the cells are named by their model
+    assert models["a"].startswith("cnn: batch @ batch 2") and models["b"].startswith("resnet20:")
+    assert float(models["difference"]) == pytest.approx((0.0 + 1.0 + 0.0) / 3, abs=1e-3)
+    assert not math.isnan(float(models["holm_p"]))
+
+
+def test_a_pair_without_two_shared_seeds_is_one_line(tmp_path):
+    write_runs(tmp_path / "resnet", "resnet20")
+    write_runs(tmp_path / "cnn", "cnn", seeds=(0,))
+    (tmp_path / "resnet" / "contrasts.yaml").write_text(CONTRASTS)
+    result = subprocess.run([sys.executable, "-m", "normlab.report", str(tmp_path / "resnet"),
+                             str(tmp_path / "cnn"), "--out", str(tmp_path / "out")],
+                            cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: contrast pair {'model': 'cnn', 'norm': 'batch', 'batch_size': 32} -> "
+        "{'model': 'cnn', 'norm': 'batch', 'batch_size': 2} shares 1 seeds; allowed: a "
+        "difference of differences needs 2 or more"
+    )
+
+
+def test_a_second_folder_that_is_missing_is_one_line(tmp_path):
+    write_runs(tmp_path / "resnet", "resnet20")
+    result = subprocess.run([sys.executable, "-m", "normlab.report", str(tmp_path / "resnet"),
+                             str(tmp_path / "nothing")], cwd=REPO, capture_output=True,
+                            text=True)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: no sweep folder at {tmp_path / 'nothing'}"
