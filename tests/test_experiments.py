@@ -26,6 +26,7 @@ EXPERIMENTS = {
     "norm_batch_vs_sgd_batch": (7, ["data=fashion_mnist", "model=cnn", "trainer.max_epochs=5"]),
     "small_batch_remedies": (12, ["data=fashion_mnist", "model=cnn", "trainer.max_epochs=5"]),
     "lr_vs_batch": (40, ["data=fashion_mnist", "model=cnn", "trainer.max_epochs=5"]),
+    "bn_vs_gn_resnet20": (4, ["data=fashion_mnist", "trainer.max_epochs=5"]),
 }
 
 
