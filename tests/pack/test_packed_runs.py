@@ -62,6 +62,8 @@ def test_each_member_records_what_its_solo_run_records(norm, tmp_path):
     for k, (p, s) in enumerate(zip(packed, solo, strict=True)):
         assert p.metrics["status"] == s.metrics["status"] == "finished"
         assert p.metrics["packed_with"]["members"] == 3 and p.metrics["packed_with"]["index"] == k
+        pack_folder = p.run_dir / p.metrics["packed_with"]["folder"]  # relative: the sweep moves
+        assert not Path(p.metrics["packed_with"]["folder"]).is_absolute() and pack_folder.is_dir()
         assert numbers_match(p.metrics, s.metrics) == []
         ours, theirs = scalars(p.run_dir), scalars(s.run_dir)
         assert ours.keys() == theirs.keys()

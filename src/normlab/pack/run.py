@@ -7,6 +7,7 @@ same pack resumes from.
 """
 
 import logging
+import os
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -210,7 +211,7 @@ def train_pack(members: list[Member], identities, pack_root: Path) -> list[RunRe
             "pack": name,
             "members": len(members),
             "index": k,
-            "folder": str(pack_dir),
+            "folder": os.path.relpath(pack_dir, m.run_dir),  # ../.packs/<pack>: moves with it
         }
         status = status_of(diverged_at, trainer.global_step, results)
         record = write_metrics(m.run_dir, m.settings, status, overrides=m.overrides, **results)
