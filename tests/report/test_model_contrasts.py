@@ -92,3 +92,21 @@ def test_a_second_folder_that_is_missing_is_one_line(tmp_path):
                             text=True)  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: no sweep folder at {tmp_path / 'nothing'}"
+
+
+def test_a_contrast_of_its_own_metric_makes_a_family_of_its_own(tmp_path):
+    write_runs(tmp_path / "runs", "cnn")
+    (tmp_path / "contrasts.yaml").write_text(
+        "metrics: [test_error]\n"
+        "contrasts:\n"
+        "  - {a: {norm: batch, batch_size: 32}, b: {norm: batch, batch_size: 2}}\n"
+        "  - {a: {norm: batch, batch_size: 32}, b: {norm: batch, batch_size: 2},"
+        " metrics: [val_error]}\n"
+    )
+    summarize(tmp_path / "runs", tmp_path / "out", tmp_path / "contrasts.yaml")
+    with open(tmp_path / "out" / "contrasts.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["metric"] for r in rows] == ["test_error", "val_error"]
+    # each the only contrast of its metric: Holm leaves its p alone
+    assert all(r["holm_p"] == r["p"] for r in rows)
+    assert float(rows[1]["difference"]) == pytest.approx(7 / 3, abs=1e-3)  # +2, +2, +3 points

@@ -8,7 +8,8 @@ contrasts table (contrasts.csv and a section of summary.md).
 
 Each side selects exactly one cell of the summary by its settings (any summary.csv setting
 column: model, norm, batch_size, num_groups, weight_standardization, options, ...). B − A is
-reported per metric, with Holm's adjustment over the file's contrasts of that metric.
+reported per metric (the file's `metrics`, or a contrast's own), with Holm's adjustment over
+the file's contrasts of that metric.
 
 A contrast with `minus` is a difference of differences, (B − A) − (minus.B − minus.A): is an
 effect larger in one setting than in another (a deeper model, say)? Each pair's per-seed
@@ -76,16 +77,20 @@ def paired_differences(table: list[dict], pair: dict, metric: str, name) -> tupl
 
 
 def compute(table: list[dict], declared: dict) -> list[Contrast]:
-    """Every declared contrast on every declared metric; Holm per metric."""
+    """Every declared contrast on its metrics (the file's, or the contrast's own `metrics`);
+    Holm per metric, over the contrasts of that metric."""
     rows: list[Contrast] = []
     with_model = len({e.get("model") for e in table}) > 1
 
     def name(entry: dict) -> str:
         return cell_name(entry, with_model)
 
-    for metric in declared.get("metrics", ["test_error"]):
+    default = declared.get("metrics", ["test_error"])
+    pairs = declared.get("contrasts", [])
+    metrics = list(dict.fromkeys([*default, *(m for p in pairs for m in p.get("metrics", []))]))
+    for metric in metrics:
         family = []
-        for pair in declared.get("contrasts", []):
+        for pair in (p for p in pairs if metric in p.get("metrics", default)):
             if "minus" in pair:
                 base, base_name = paired_differences(table, pair["minus"], metric, name)
                 effect, effect_name = paired_differences(table, pair, metric, name)
