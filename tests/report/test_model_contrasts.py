@@ -31,15 +31,17 @@ contrasts:
 """
 
 
-def write_runs(folder, model: str, seeds=(0, 1, 2)) -> None:
+def write_runs(folder, model: str, seeds=(0, 1, 2), epochs: int = 5, better=0.0) -> None:
     for batch, errors in ERRORS[model].items():
         for seed in seeds:
-            s = make(["norm=batch", f"model={model}", f"data.batch_size={batch}", f"seed={seed}"])
+            s = make(["norm=batch", f"model={model}", f"data.batch_size={batch}", f"seed={seed}",
+                      f"trainer.max_epochs={epochs}"])  # fmt: skip
             identity = RunIdentity.of(s)
+            acc = 1 - errors[seed] + better * (seed + 1)
             write_record(folder / f"norm=batch,data.batch_size={batch},seed={seed}",
                          {"status": "finished", **s.key_choices(), "identity": identity.hash,
-                          "settings": identity.settings, "val_acc": 1 - errors[seed],
-                          "test_acc": 1 - errors[seed], "epochs": 1.0})  # fmt: skip
+                          "settings": identity.settings, "val_acc": acc, "test_acc": acc,
+                          "epochs": 1.0})  # fmt: skip
 
 
 def test_a_difference_of_differences_over_two_folders_of_runs(tmp_path):
@@ -110,3 +112,21 @@ def test_a_contrast_of_its_own_metric_makes_a_family_of_its_own(tmp_path):
     # each the only contrast of its metric: Holm leaves its p alone
     assert all(r["holm_p"] == r["p"] for r in rows)
     assert float(rows[1]["difference"]) == pytest.approx(7 / 3, abs=1e-3)  # +2, +2, +3 points
+
+
+def test_runs_of_other_epochs_are_cells_of_their_own(tmp_path):
+    write_runs(tmp_path / "five", "cnn")
+    # the same run names; seed s is s + 1 points better
+    write_runs(tmp_path / "fifteen", "cnn", epochs=15, better=0.01)
+    (tmp_path / "contrasts.yaml").write_text(
+        "contrasts:\n  - {a: {batch_size: 2, max_epochs: 5}, b: {batch_size: 2, max_epochs: 15}}\n"
+    )
+    summarize(tmp_path / "fifteen", tmp_path / "out", tmp_path / "contrasts.yaml",
+              beside=[tmp_path / "five"])  # fmt: skip
+    with open(tmp_path / "out" / "contrasts.csv") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["a"].startswith("batch @ batch 2, lr=") and row["a"].endswith(", 5 epochs")
+    assert row["b"].endswith(", 15 epochs") and row["test"] == "paired"
+    assert float(row["difference"]) == pytest.approx(-2.0, abs=1e-6)  # -(1 + 2 + 3) / 3 points
+    text = (tmp_path / "out" / "summary.md").read_text()
+    assert "| dataset | model | norm | batch | epochs | lr |" in text

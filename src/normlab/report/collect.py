@@ -14,7 +14,7 @@ from normlab.run_identity import flat
 # options, NormSpec.columns, after the batch size), then the results.
 BEFORE_OPTIONS = ["dataset", "model", "norm", "weight_standardization", "population_at_test",
                   "batch_size"]  # fmt: skip
-AFTER_OPTIONS = ["options", "seed", "lr"]
+AFTER_OPTIONS = ["options", "max_epochs", "seed", "lr"]
 FINAL_COLUMNS = [f.column for f in FINALS]
 # errors and the train/eval gap in percentage points, then the final values as logged
 RESULTS = ["val_error", "test_error", "gap_points", *FINAL_COLUMNS, "best_val_acc", "fit_seconds"]
@@ -85,6 +85,7 @@ def read_run(run_dir: Path, sweep: Path) -> dict:
         "weight_standardization": bool(cfg.get("model.weight_standardization", False)),
         "population_at_test": bool(population),
         "batch_size": cfg.get("data.batch_size"),
+        "max_epochs": cfg.get("trainer.max_epochs"),
         "seed": cfg.get("seed"),
     }
     own = {c.option for c in NORMS[row["norm"]].columns} if row["norm"] in NORMS else set()

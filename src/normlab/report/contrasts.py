@@ -38,13 +38,21 @@ class ContrastError(ValueError):
     """A declared contrast that selects no cell, or several."""
 
 
-def cell_name(entry: dict, with_model: bool = False) -> str:
-    """batch @ batch 8, lr=0.00625; prefixed by the model (resnet20: ...) when models differ."""
+def varying(table: list[dict]) -> set[str]:
+    """Which of model and max_epochs take more than one value in `table` (names then say them)."""
+    return {k for k in ("model", "max_epochs") if len({e.get(k) for e in table}) > 1}
+
+
+def cell_name(entry: dict, shown: set[str] = frozenset()) -> str:
+    """batch @ batch 8, lr=0.00625; with `shown` (varying(table)), prefixed by the model
+    (resnet20: ...) and followed by the epochs (15 epochs) where the cells differ in them."""
     options = [f"{k}={entry[k]}" for k in option_columns() if entry.get(k) is not None]
     if entry.get("lr") is not None:
         options.append(f"lr={entry['lr']:.4g}")
+    if "max_epochs" in shown:
+        options.append(f"{entry['max_epochs']} epochs")
     extra = f", {', '.join(options)}" if options else ""
-    model = f"{entry['model']}: " if with_model else ""
+    model = f"{entry['model']}: " if "model" in shown else ""
     return f"{model}{label(entry)} @ batch {entry['batch_size']}{extra}"
 
 
@@ -80,10 +88,10 @@ def compute(table: list[dict], declared: dict) -> list[Contrast]:
     """Every declared contrast on its metrics (the file's, or the contrast's own `metrics`);
     Holm per metric, over the contrasts of that metric."""
     rows: list[Contrast] = []
-    with_model = len({e.get("model") for e in table}) > 1
+    shown = varying(table)
 
     def name(entry: dict) -> str:
-        return cell_name(entry, with_model)
+        return cell_name(entry, shown)
 
     default = declared.get("metrics", ["test_error"])
     pairs = declared.get("contrasts", [])

@@ -11,7 +11,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from normlab.report.contrasts import cell_name, per_seed
+from normlab.report.contrasts import cell_name, per_seed, varying
 from normlab.report.plots import lr_factor
 from normlab.report.tables import group_by
 
@@ -43,7 +43,7 @@ def best_lrs(table: list[dict]) -> list[BestLr]:
     for entry in table:
         if entry.get("lr") is not None:
             groups.setdefault(tuple(str(entry.get(k)) for k in keys), []).append(entry)
-    chosen, with_model = [], len({e.get("model") for e in table}) > 1
+    chosen, shown = [], varying(table)
     for cells in groups.values():
         values = [per_seed(c, SELECTED_ON) for c in cells]
         shared = set.intersection(*(set(v) for v in values))
@@ -53,7 +53,7 @@ def best_lrs(table: list[dict]) -> list[BestLr]:
         means = [statistics.fmean(v[s] for s in seeds) for v in values]
         best = min(range(len(cells)), key=means.__getitem__)
         cell = cells[best]
-        chosen.append(BestLr(cell_name(cell, with_model), cell["lr"], lr_factor(cell), means[best],
+        chosen.append(BestLr(cell_name(cell, shown), cell["lr"], lr_factor(cell), means[best],
                              seeds, sorted(c["lr"] for c in cells)))  # fmt: skip
     return chosen
 

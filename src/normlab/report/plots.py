@@ -47,10 +47,11 @@ def figures() -> list[tuple[str, str, str, str, str]]:
 
 
 def series(table: list[dict], y: str, x: str) -> dict[str, list[dict]]:
-    """One line per norm (and dataset/model when a sweep mixes them; and lr / the linear rule's
-    when the sweep varies it): its rows sorted by x."""
+    """One line per norm (and dataset/model when a sweep mixes them; and lr / the linear rule's,
+    and the epochs, when the sweep varies them): its rows sorted by x."""
     settings = {(e["dataset"], e["model"]) for e in table}
     factors = {e.get("lr_factor") for e in table}
+    epochs = {e.get("max_epochs") for e in table}
     lines: dict[str, list[dict]] = {}
     for e in table:
         if e.get(x) is None or math.isnan(e.get(y, math.nan)):
@@ -60,6 +61,8 @@ def series(table: list[dict], y: str, x: str) -> dict[str, list[dict]]:
             name += f" @ batch {e['batch_size']}"
         elif len(factors) > 1 and e.get("lr_factor") is not None:
             name += f", lr {e['lr_factor']:g}× the rule's"
+        if len(epochs) > 1:
+            name += f", {e['max_epochs']} epochs"
         name = name if len(settings) == 1 else f"{name} ({e['dataset']}, {e['model']})"
         lines.setdefault(name, []).append(e)
     return {k: sorted(v, key=lambda e: e[x]) for k, v in lines.items()

@@ -117,7 +117,9 @@ def markdown(rows: list[dict], table: list[dict]) -> str:
         lines.append(f"Unequal training: {flagged[0]:.0f} to {flagged[1]:.0f} training images "
                      "(see train images); compare rows with care.")  # fmt: skip
     shown = [c for c in report_columns() if any(e.get(c.option) is not None for e in table)]
-    header = ["dataset", "model", "norm", "batch", *(c.header for c in shown), "lr", "val error %",
+    epochs = len({e.get("max_epochs") for e in table}) > 1  # a column only where they differ
+    header = ["dataset", "model", "norm", "batch", *(c.header for c in shown),
+              *(["epochs"] if epochs else []), "lr", "val error %",
               "test error %", "train/eval gap (points)", "drift to batch", "EMA vs population",
               "train images", "n"]  # fmt: skip
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -125,6 +127,7 @@ def markdown(rows: list[dict], table: list[dict]) -> str:
         images = "–" if math.isnan(e["train_images"]) else f"{e['train_images']:.0f}"
         cells = [e["dataset"], e["model"], label(e), e["batch_size"],
                  *("" if e.get(c.option) is None else e[c.option] for c in shown),
+                 *([e.get("max_epochs")] if epochs else []),
                  "" if e.get("lr") is None else f"{e['lr']:.4g}",
                  cell(e["val_error"], e["val_error_std"], e["n"], 2, e["val_error_ci"]),
                  cell(e["test_error"], e["test_error_std"], e["n"], 2, e["test_error_ci"]),
