@@ -130,9 +130,9 @@ def write_csv(rows: list[Contrast], path: Path) -> None:
 def markdown(rows: list[Contrast]) -> str:
     if not rows:
         return ""
-    lines = ["", "Contrasts (B − A: errors and the gap in points, drift in running-std units; 95% "
-             "CI; paired t-test where both cells ran the same seeds, else Welch's; Holm over "
-             "this file's contrasts of each metric):", "",
+    lines = ["", "Contrasts (B − A: errors and the gap in points, drift and EMA-vs-population "
+             "distance in std units; 95% CI; paired t-test where both cells ran the same seeds, "
+             "else Welch's; Holm over this file's contrasts of each metric):", "",
              "| metric | A | B | B − A | 95% CI | test | p | Holm p | CI excludes 0 |",
              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for c in rows:
