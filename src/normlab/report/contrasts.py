@@ -28,7 +28,7 @@ from omegaconf import OmegaConf
 
 from normlab.report.collect import option_columns
 from normlab.report.statistics import Contrast, contrast, holm
-from normlab.report.tables import label
+from normlab.report.tables import label, varying
 
 COLUMNS = ["metric", "a", "b", "n_a", "n_b", "difference", "ci_low", "ci_high", "test", "p",
            "welch_p", "holm_p", "ci_excludes_zero"]  # fmt: skip
@@ -36,11 +36,6 @@ COLUMNS = ["metric", "a", "b", "n_a", "n_b", "difference", "ci_low", "ci_high", 
 
 class ContrastError(ValueError):
     """A declared contrast that selects no cell, or several."""
-
-
-def varying(table: list[dict]) -> set[str]:
-    """Which of model and max_epochs take more than one value in `table` (names then say them)."""
-    return {k for k in ("model", "max_epochs") if len({e.get(k) for e in table}) > 1}
 
 
 def cell_name(entry: dict, shown: set[str] = frozenset()) -> str:

@@ -11,9 +11,9 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from normlab.report.contrasts import cell_name, per_seed, varying
+from normlab.report.contrasts import cell_name, per_seed
 from normlab.report.plots import lr_factor
-from normlab.report.tables import group_by
+from normlab.report.tables import group_by, varying
 
 SELECTED_ON = "val_error"
 COLUMNS = ["cell", "lr", "lr_factor", "val_error", "seeds", "lrs", "at_edge"]

@@ -10,7 +10,7 @@ import matplotlib
 
 from normlab.norms.registry import NORMS, report_columns
 from normlab.optim import OptimSettings
-from normlab.report.tables import describe, unequal_training
+from normlab.report.tables import describe, unequal_training, varying
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -51,7 +51,7 @@ def series(table: list[dict], y: str, x: str) -> dict[str, list[dict]]:
     and the epochs, when the sweep varies them): its rows sorted by x."""
     settings = {(e["dataset"], e["model"]) for e in table}
     factors = {e.get("lr_factor") for e in table}
-    epochs = {e.get("max_epochs") for e in table}
+    epochs = "max_epochs" in varying(table)
     lines: dict[str, list[dict]] = {}
     for e in table:
         if e.get(x) is None or math.isnan(e.get(y, math.nan)):
@@ -61,7 +61,7 @@ def series(table: list[dict], y: str, x: str) -> dict[str, list[dict]]:
             name += f" @ batch {e['batch_size']}"
         elif len(factors) > 1 and e.get("lr_factor") is not None:
             name += f", lr {e['lr_factor']:g}× the rule's"
-        if len(epochs) > 1:
+        if epochs:
             name += f", {e['max_epochs']} epochs"
         name = name if len(settings) == 1 else f"{name} ({e['dataset']}, {e['model']})"
         lines.setdefault(name, []).append(e)

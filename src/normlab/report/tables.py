@@ -20,6 +20,11 @@ AGGREGATED = ["val_error", "test_error", "gap_points", "drift_to_batch", "precis
 UNEQUAL = 0.01  # training images differing by more than this fraction are flagged
 
 
+def varying(table: list[dict]) -> set[str]:
+    """Which of model and max_epochs take more than one value in `table` (names then say them)."""
+    return {k for k in ("model", "max_epochs") if len({e.get(k) for e in table}) > 1}
+
+
 def label(entry: dict) -> str:
     """The norm as a reader names it: batch, group+WS, batch (PreciseBN at test), and the options
     that vary within the sweep: batch_renorm (r_max=1.5, d_max=0.5)."""
@@ -117,7 +122,7 @@ def markdown(rows: list[dict], table: list[dict]) -> str:
         lines.append(f"Unequal training: {flagged[0]:.0f} to {flagged[1]:.0f} training images "
                      "(see train images); compare rows with care.")  # fmt: skip
     shown = [c for c in report_columns() if any(e.get(c.option) is not None for e in table)]
-    epochs = len({e.get("max_epochs") for e in table}) > 1  # a column only where they differ
+    epochs = "max_epochs" in varying(table)  # a column only where they differ
     header = ["dataset", "model", "norm", "batch", *(c.header for c in shown),
               *(["epochs"] if epochs else []), "lr", "val error %",
               "test error %", "train/eval gap (points)", "drift to batch", "EMA vs population",
