@@ -115,3 +115,34 @@ def test_an_lr_sweep_draws_one_panel_per_batch_and_splits_the_batch_figure_by_lr
     wide = matplotlib.image.imread(tmp_path / "error_vs_lr.png")
     one = matplotlib.image.imread(tmp_path / "gap_vs_batch.png")
     assert wide.shape[1] > one.shape[1]
+
+
+def test_a_cell_at_one_batch_size_is_drawn_as_a_point_beside_the_lines(tmp_path):
+    """Batch Renorm run only at batch 32 is a line of one point in the batch figure, not
+    dropped: no series of a written figure is hidden."""
+    rows = [*ROWS, *(row("batch_renorm", 32, s, 0.88, -0.005, 275000) for s in (0, 1, 2))]
+    lines = series(aggregate(rows), "val_error", "batch_size")
+    assert [e["batch_size"] for e in lines["Batch Renorm"]] == [32]
+    assert [e["batch_size"] for e in lines["BatchNorm"]] == [2, 32, 128]
+    assert "error_vs_batch.png" in {p.name for p in plot(aggregate(rows), tmp_path)}
+
+
+def test_cells_run_for_two_budgets_get_an_error_vs_epochs_figure(tmp_path):
+    """BN and GN at batch 32 for 5 and 15 epochs, BN at batch 128 for 5 only: the epochs figure
+    has a line per norm and batch that ran both budgets; the batch figure names the epochs."""
+    cells = [(n, b, e) for n in ("batch", "group") for b in (32, 128) for e in (5, 15)]
+    rows = [{**row(n, b, s, 0.9 + 0.02 * (e == 15), 0.0, 55000 * e), "epochs": e, "max_epochs": e}
+            for n, b, e in cells for s in (0, 1) if e == 5 or b == 32]  # fmt: skip
+    table = aggregate(rows)
+    assert describe(table).startswith("fashion_mnist, cnn, 5, 15 epochs")
+    by_epochs = series(table, "test_error", "max_epochs")
+    bn = by_epochs["BatchNorm @ batch 32"]
+    assert [e["max_epochs"] for e in bn] == [5, 15]
+    assert round(bn[0]["test_error"] - bn[1]["test_error"], 6) == 2.0
+    assert [e["max_epochs"] for e in by_epochs["BatchNorm @ batch 128"]] == [5]
+    assert sorted(series(table, "val_error", "batch_size")) == sorted(
+        f"{norm}, {e} epochs" for norm in ("BatchNorm", "GroupNorm") for e in (5, 15)
+    )
+    assert "error_vs_epochs.png" in {p.name for p in plot(table, tmp_path)}
+    five = [r for r in rows if r["max_epochs"] == 5]
+    assert "error_vs_epochs.png" not in {p.name for p in plot(aggregate(five), tmp_path)}

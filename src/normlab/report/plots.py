@@ -33,6 +33,11 @@ BATCH_FIGURES = [
      "lr / the linear rule's (log\N{SUBSCRIPT TWO} scale)"),
     ("test_error_vs_lr.png", "test_error", "test error (%)", "lr_factor",
      "lr / the linear rule's (log\N{SUBSCRIPT TWO} scale)"),
+    # the cells that ran for several max_epochs: does a longer budget change the comparison?
+    ("error_vs_epochs.png", "val_error", "validation error (%)", "max_epochs",
+     "epochs (log\N{SUBSCRIPT TWO} scale)"),
+    ("test_error_vs_epochs.png", "test_error", "test error (%)", "max_epochs",
+     "epochs (log\N{SUBSCRIPT TWO} scale)"),
 ]  # fmt: skip
 LINEAR_RULE = OptimSettings().base_lr / OptimSettings().base_batch_size  # lr per image
 Y_LABELS = {"val_error": "validation error (%)", "test_error": "test error (%)", "gap_points": GAP}
@@ -48,7 +53,8 @@ def figures() -> list[tuple[str, str, str, str, str]]:
 
 def series(table: list[dict], y: str, x: str) -> dict[str, list[dict]]:
     """One line per norm (and dataset/model when a sweep mixes them; and lr / the linear rule's,
-    and the epochs, when the sweep varies them): its rows sorted by x."""
+    and the epochs, when the sweep varies them; and the batch size where x is the lr or the
+    epochs): its rows sorted by x. A line may hold one x value: a cell run at one setting."""
     settings = {(e["dataset"], e["model"]) for e in table}
     factors = {e.get("lr_factor") for e in table}
     epochs = "max_epochs" in varying(table)
@@ -57,16 +63,15 @@ def series(table: list[dict], y: str, x: str) -> dict[str, list[dict]]:
         if e.get(x) is None or math.isnan(e.get(y, math.nan)):
             continue
         name = readable(e, x)
-        if x == "lr_factor":  # one line per norm and batch size
+        if x in ("lr_factor", "max_epochs"):  # one line per norm and batch size
             name += f" @ batch {e['batch_size']}"
-        elif len(factors) > 1 and e.get("lr_factor") is not None:
+        if x != "lr_factor" and len(factors) > 1 and e.get("lr_factor") is not None:
             name += f", lr {e['lr_factor']:g}× the rule's"
-        if epochs:
+        if epochs and x != "max_epochs":
             name += f", {e['max_epochs']} epochs"
         name = name if len(settings) == 1 else f"{name} ({e['dataset']}, {e['model']})"
         lines.setdefault(name, []).append(e)
-    return {k: sorted(v, key=lambda e: e[x]) for k, v in lines.items()
-            if len({e[x] for e in v}) > 1}  # fmt: skip
+    return {k: sorted(v, key=lambda e: e[x]) for k, v in lines.items()}
 
 
 def readable(entry: dict, x: str | None = None) -> str:
@@ -171,11 +176,18 @@ def draw(ax, lines: dict[str, list[dict]], x: str, y: str, styles: list[str]) ->
 
 def plot(table: list[dict], out: Path) -> list[Path]:
     """Write each figure that the sweep has data for (at least two x values for some line),
-    and, for a sweep at one batch size, the dot chart of its cells."""
+    with every line, and a cell run at one x value as a point (Batch Renorm at one batch size);
+    the epochs figure draws only the cells run for several epochs. For a sweep at one batch
+    size, also the dot chart of its cells."""
     written = []
     for name, y, ylabel, x, xlabel in figures():
         lines = series([{**e, "lr_factor": lr_factor(e)} for e in table], y, x)
-        if not lines:
+        # a point is one cell; several cells at one x (Ghost BN's virtual batches, all at SGD
+        # batch 128) belong to the figure of their own option; the epochs figure shows the
+        # cells run for several budgets
+        lines = {k: v for k, v in lines.items() if len({e[x] for e in v}) > 1
+                 or (len(v) == 1 and x != "max_epochs")}  # fmt: skip
+        if not any(len({e[x] for e in v}) > 1 for v in lines.values()):
             continue
         shown = [e for rows in lines.values() for e in rows]
         facets = panels(lines, x)

@@ -37,7 +37,9 @@ def describe(table: list[dict]) -> str:
     """What every row shares: dataset, model, epochs and seeds (each listed if they differ)."""
 
     def listed(values) -> str:
-        values = sorted({v for v in values if v is not None}, key=str)
+        values = {v for v in values if v is not None}
+        numbers = sorted(v for v in values if not isinstance(v, str))  # 5 before 15
+        values = numbers + sorted(v for v in values if isinstance(v, str))
         return ", ".join(str(v) for v in values) or "?"
 
     epochs = listed(e for entry in table for e in entry["epochs"])
