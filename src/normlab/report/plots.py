@@ -185,9 +185,10 @@ def plot(table: list[dict], out: Path) -> list[Path]:
         # a point is one cell; several cells at one x (Ghost BN's virtual batches, all at SGD
         # batch 128) belong to the figure of their own option; the epochs figure shows the
         # cells run for several budgets
-        lines = {k: v for k, v in lines.items() if len({e[x] for e in v}) > 1
-                 or (len(v) == 1 and x != "max_epochs")}  # fmt: skip
-        if not any(len({e[x] for e in v}) > 1 for v in lines.values()):
+        spans = {k: len({e[x] for e in v}) > 1 for k, v in lines.items()}
+        lines = {k: v for k, v in lines.items()
+                 if spans[k] or (len(v) == 1 and x != "max_epochs")}  # fmt: skip
+        if not any(spans[k] for k in lines):
             continue
         shown = [e for rows in lines.values() for e in rows]
         facets = panels(lines, x)
