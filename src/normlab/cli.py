@@ -1,12 +1,11 @@
-"""The console commands: normlab-train (train.py's Hydra entry point, from anywhere in an
-editable install) and normlab-report (python -m normlab.report)."""
+"""normlab-train: train.py's Hydra entry point, from anywhere in an editable install. It imports
+only what training needs (normlab-report is normlab.report.__main__:main)."""
 
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-from normlab.report.__main__ import main as report  # noqa: F401 (the normlab-report command)
 from normlab.train import run_and_record
 
 CONF = Path(__file__).resolve().parents[2] / "conf"  # the repository's conf/

@@ -3,6 +3,7 @@
 import logging
 import os
 import sys
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from normlab.metric_names import json_key
 from normlab.models import build_model
 from normlab.module import Classifier
 from normlab.norms import NORMS, norm_factory, options_of
+from normlab.norms.convert import Conversion
 from normlab.record import RecordUnreadable, finished_record, read_record, write_record
 from normlab.resume import (
     AtomicCheckpointIO,
@@ -104,7 +106,36 @@ def build_module(s: Settings) -> Classifier:
     except ValueError as error:
         raise ConfigError(str(error)) from None
     factory.raise_first_error(model)
+    conversion = getattr(model, "norm_conversion", None)  # torchvision and timm models
+    if conversion is not None:
+        require_a_swap(conversion, s)
     return Classifier(model, spec.num_classes, s.learning_rate(), s.optim)
+
+
+def norm_layers(model: nn.Module) -> dict:
+    """For a torchvision or timm model, {"norm_layers": {"swapped": n, "left": {class: n}}}."""
+    conversion = getattr(model, "norm_conversion", None)
+    if conversion is None:
+        return {}
+    left = Counter(kind for _, kind, _ in conversion.left)
+    return {"norm_layers": {"swapped": len(conversion.swapped), "left": dict(left)}}
+
+
+def require_a_swap(conversion: Conversion, s: Settings) -> None:
+    """ConfigError when norm=<name> replaces no layer of an external model; where some layers
+    are left, the console says how many of each."""
+    left = Counter(kind for _, kind, _ in conversion.left)
+    shown = ", ".join(f"{n} {kind}" for kind, n in left.items()) or "the model has no norm layer"
+    arch = getattr(s.model, "arch", s.model.name)
+    if not conversion.swapped:
+        reasons = "; ".join(sorted({why for _, _, why in conversion.left}))
+        why = f": {reasons}" if reasons else ""
+        raise ConfigError(f"model.arch={arch} has no layer that norm={s.norm_name} replaces "
+                          f"({shown} left{why}); allowed: a model with channel norms "
+                          "(BatchNorm2d, GroupNorm, ...), as resnet18")  # fmt: skip
+    if left:
+        log.warning("norm=%s replaced %d layers of model.arch=%s and left %s",
+                    s.norm_name, len(conversion.swapped), arch, shown)  # fmt: skip
 
 
 @dataclass
@@ -366,6 +397,7 @@ def run(config: DictConfig | Settings, run_dir: Path | None = None) -> RunRecord
         start_record(fit.logger, every_norm_option(choices, {n: options_of(n) for n in NORMS}))
         fit.trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
         results = final_results(fit, module, data, s)
+        results.update(norm_layers(module.model))
         status = run_status(fit, results)
         record = write_metrics(run_dir, s, status, fit.trainer.world_size, **results)
         log.info("%s: %s", run_dir.name, result_line(status, results))

@@ -8,8 +8,12 @@ import torch
 import torchvision
 from torch import nn
 
+from normlab.config import ConfigError
 from normlab.models import build_model
+from normlab.models.external import with_norms
 from normlab.norms import BatchNorm2d, GroupNorm, build, convert, norm_factory
+from normlab.train import build_module, norm_layers, require_a_swap
+from tests.configs import make
 
 F64 = torch.float64
 TOLERANCE = dict(rtol=1e-10, atol=1e-10)  # float64: the parity suite's
@@ -84,6 +88,30 @@ def test_what_is_left_is_recorded_with_why():
     assert "last dimension" in record.left[0][2] and "1-d" in record.left[1][2]
 
 
+def test_subclasses_of_a_left_norm_are_left_too():
+    """Found by isinstance: a subclass of nn.LayerNorm (as timm's LayerNorm is) is left, with
+    the reason, not a KeyError."""
+
+    class TokenNorm(nn.LayerNorm):
+        pass
+
+    model, record = convert(nn.Sequential(nn.Linear(4, 8), TokenNorm(8)), "group", num_groups=2)
+    assert record.swapped == [] and [kind for _, kind, _ in record.left] == ["TokenNorm"]
+
+
+def test_a_conversion_that_fails_leaves_the_model_unchanged():
+    """All or nothing: 64 groups fit the first layer's 64 channels, not the second's 48; the
+    error leaves both BatchNorms, their state and the model's structure as they were."""
+    model = nn.Sequential(nn.BatchNorm2d(64), nn.BatchNorm2d(48))
+    with torch.no_grad():
+        model[1].running_mean.fill_(3.0)
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(ValueError, match="48"):
+        convert(model, "group", num_groups=64)
+    assert [type(layer) for layer in model] == [nn.BatchNorm2d, nn.BatchNorm2d]
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
 def test_layer_norm_takes_its_spatial_size_from_an_example_input():
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.MaxPool2d(2),
                           nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8))  # fmt: skip
@@ -144,3 +172,61 @@ def test_the_callbacks_name_a_converted_models_layers_by_path(tmp_path, model, n
     else:
         assert record.metrics["gap_acc"] == 0.0 and record.metrics["gap_loss"] == 0.0
         assert not any(tag.startswith("drift/") for tag in tags)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model.arch=vit_b_16"], "model.arch=vit_b_16, made for 224x224 images, does not run "
+                                  "on the data's 28x28 images"),
+        (["model.arch=alexnet"], "model.arch=alexnet does not run on the data's 28x28 images"),
+        (["model.arch=swin_t"], "model.arch=swin_t has no layer that norm=group replaces "
+                                "(29 LayerNorm left: normalizes the last dimension"),
+        (["model.arch=squeezenet1_0"], "model.arch=squeezenet1_0 has no layer that norm=group "
+                                       "replaces (the model has no norm layer left)"),
+        (["model.arch=swin_t", "model.cifar_stem=true"],
+         "model.cifar_stem=true with model.arch=swin_t, whose stem is 4x4/4 with no max-pool"),
+    ],
+)  # fmt: skip
+def test_a_model_that_cannot_be_built_for_the_data_is_refused_in_one_line(overrides, message):
+    """Before any data is read: the reason, and what would work."""
+    s = make(["model=torchvision", "data=fashion_mnist", "norm=group", *overrides])
+    with pytest.raises(ConfigError) as info:
+        build_module(s)
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+    assert "allowed:" in str(info.value)
+
+
+def test_timm_transformers_are_refused_by_size_not_a_key_error():
+    pytest.importorskip("timm")
+    for arch in ("vit_tiny_patch16_224", "mixer_s16_224", "convnext_atto"):
+        s = make(["model=timm", f"model.arch={arch}", "data=fashion_mnist", "norm=group"])
+        with pytest.raises(ConfigError, match=rf"model.arch={arch}, made for 224x224 images"):
+            build_module(s)
+
+
+def test_models_with_auxiliary_heads_are_built_without_them():
+    """googlenet's training forward returns logits, not GoogLeNetOutputs."""
+    s = make(["model=torchvision", "model.arch=googlenet", "data=cifar10", "norm=group"])
+    module = build_module(s)
+    assert module.model.aux1 is None and module.model.aux2 is None
+    assert module.model.train()(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_a_partial_swap_is_said_and_recorded(caplog):
+    """A model with channel norms and token norms: the console says how many of each."""
+
+    class Mixed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn, self.ln = nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.LayerNorm(8)
+
+        def forward(self, x):
+            return self.ln(self.bn(self.conv(x)).mean((2, 3)))
+
+    model = with_norms(Mixed(), norm_factory("group", num_groups=2), 3, 8)
+    assert norm_layers(model) == {"norm_layers": {"swapped": 1, "left": {"LayerNorm": 1}}}
+    s = make(["model=torchvision", "norm=group"])
+    with caplog.at_level("WARNING"):
+        require_a_swap(model.norm_conversion, s)
+    assert "norm=group replaced 1 layers of model.arch=resnet18 and left 1 LayerNorm" in caplog.text

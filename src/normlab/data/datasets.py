@@ -204,7 +204,8 @@ DATASETS: dict[str, DatasetSpec] = {
         "fashion_mnist", 10, 1, 28,
         (0.2860,), (0.3530,),
         load_fashion_mnist,
-        "apt-get install dataset-fashion-mnist (files in /usr/share/datasets/fashion-mnist), "
+        "apt-get install --reinstall dataset-fashion-mnist (it puts the files in "
+        "/usr/share/datasets/fashion-mnist, even where dpkg lists the package as installed), "
         "or go online so torchvision can download it",
         60000,
     ),

@@ -74,10 +74,15 @@ def channels_of(layer: nn.Module) -> int:
     return int(layer.normalized_shape[0])  # LayerNorm2d: over C
 
 
+def left_reason(layer: nn.Module) -> str | None:
+    """Why `layer` is left (subclasses included, e.g. timm's LayerNorm), or None."""
+    return next((why for kind, why in LEFT.items() if isinstance(layer, kind)), None)
+
+
 def is_channel_norm(layer: nn.Module) -> bool:
     if type(layer).__name__ in TIMM_CHANNEL_NORMS:
         return True
-    if type(layer) in LEFT or isinstance(layer, nn.BatchNorm1d | nn.BatchNorm3d):
+    if left_reason(layer) is not None:
         return False
     return isinstance(layer, CHANNEL_NORMS)
 
@@ -148,8 +153,8 @@ def channel_norm_paths(model: nn.Module, record: Conversion) -> list[str]:
     for path, layer in model.named_modules():
         if path and is_channel_norm(layer):
             targets.append(path)
-        elif path and isinstance(layer, tuple(LEFT)):
-            record.left.append((path, type(layer).__name__, LEFT[type(layer)]))
+        elif path and left_reason(layer) is not None:
+            record.left.append((path, type(layer).__name__, left_reason(layer)))
     return targets
 
 
@@ -161,26 +166,35 @@ def replace_norms(
 ) -> Conversion:
     """Every channel norm `old` of `model` replaced, in place, by `make(old, (H, W) or None)`
     (sizes from one forward of `example_input`), on its device, dtype and mode; its state
-    carried over where `carry(old, new)`."""
+    carried over where `carry(old, new)`. All or nothing: every replacement is built before the
+    first swap, so when `make` raises, `model` is as it was."""
     record = Conversion()
     targets = channel_norm_paths(model, record)
     sizes = spatial_sizes(model, targets, example_input) if example_input is not None else {}
     modules = dict(model.named_modules())
-    for path in targets:
+    replacements = [(path, replacement(modules[path], sizes.get(path), make, carry))
+                    for path in targets]  # fmt: skip
+    for path, new in replacements:
         old = modules[path]
-        new = make(old, sizes.get(path))
-        tensors = [*old.parameters(), *(b for b in old.buffers() if b.is_floating_point())]
-        if tensors:
-            new = new.to(device=tensors[0].device, dtype=tensors[0].dtype)
-        if carry(old, new):
-            carry_state(old, new)
-        new.train(old.training)
-        if hasattr(old, "act") and isinstance(old.act, nn.Module):  # timm's norm+act layers
-            new = nn.Sequential(new, old.act)
         parent_path, _, child = path.rpartition(".")
         setattr(modules[parent_path] if parent_path else model, child, new)
         record.swapped.append((path, type(old).__name__, type(new).__name__))
     return record
+
+
+def replacement(old: nn.Module, size, make, carry) -> nn.Module:
+    """`make(old, size)` on old's device, dtype and mode, with old's state where `carry` says;
+    `old` itself is not changed."""
+    new = make(old, size)
+    tensors = [*old.parameters(), *(b for b in old.buffers() if b.is_floating_point())]
+    if tensors:
+        new = new.to(device=tensors[0].device, dtype=tensors[0].dtype)
+    if carry(old, new):
+        carry_state(old, new)
+    new.train(old.training)
+    if hasattr(old, "act") and isinstance(old.act, nn.Module):  # timm's norm+act layers
+        new = nn.Sequential(new, old.act)
+    return new
 
 
 def convert(
