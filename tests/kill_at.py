@@ -2,7 +2,8 @@
 POINT of its second epoch (epoch 1), as a preemption or an out-of-memory kill would.
 
 POINT: mid_epoch (half-way through its training batches), between_epochs (its start, after
-epoch 0's checkpoints), validation (its first validation batch).
+epoch 0's checkpoints), validation (its first validation batch). KILL_WITH=SIGINT or SIGTERM
+in the environment sends that signal instead (Ctrl-C, a scheduler's stop).
 """
 
 import os
@@ -22,7 +23,8 @@ class KillAt(pl.Callback):
 
     def kill(self, trainer: pl.Trainer, point: str) -> None:
         if point == self.point and trainer.current_epoch == EPOCH and not trainer.sanity_checking:
-            os.kill(os.getpid(), signal.SIGKILL)
+            self.point = None  # once: the signal is handled and the run goes on to its exit
+            os.kill(os.getpid(), getattr(signal, os.environ.get("KILL_WITH", "SIGKILL")))
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if batch_idx == trainer.num_training_batches // 2:

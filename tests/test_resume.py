@@ -3,6 +3,7 @@ without DataLoader workers) and started again with the same overrides ends exact
 uninterrupted run; checkpoints are written whole, and a torn one is passed over."""
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -12,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from normlab.config import ConfigError
+from normlab.report import collect
 from normlab.resume import (
     AtomicCheckpointIO,
     FitTimeInCheckpoint,
@@ -114,7 +117,8 @@ def test_an_unreadable_ckpt_path_is_refused_in_one_line(tmp_path):
 def final_state(run_dir) -> dict:
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    return {"metrics": {k: v for k, v in metrics.items() if k not in VARIES}, **checkpoint}
+    return {"metrics": {k: v for k, v in metrics.items() if k not in VARIES},
+            "tag_steps": steps_of_each_tag(run_dir), **checkpoint}  # fmt: skip
 
 
 def assert_same_tensors(a: dict, b: dict) -> None:
@@ -244,3 +248,33 @@ def test_a_torn_last_checkpoint_is_reported_and_the_run_still_ends_as_an_uninter
     assert f"{last} cannot be read" in output
     assert f"resuming from {run_dir / 'checkpoints' / 'best.ckpt'}" in output
     assert_same_end(final_state(run_dir), uninterrupted(resident=False))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_an_interrupted_run_records_it_and_then_resumes_to_the_uninterrupted_end(
+    signal_name, tiny_data, uninterrupted, tmp_path
+):
+    """Ctrl-C or SIGTERM mid-epoch: the exit is not 0, metrics.json says `interrupted` with the
+    step it stopped at, the report lists it so; the same command then ends as an uninterrupted
+    run, and TensorBoard holds one point per step of each tag."""
+    args = [*ARGS, f"data.root={tiny_data}"]
+    command = [sys.executable, "tests/kill_at.py", "mid_epoch", *args, f"paths.root={tmp_path}"]
+    stopped = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
+                             env={**os.environ, "KILL_WITH": signal_name})  # fmt: skip
+    assert stopped.returncode not in (0, -9), stopped.stderr[-3000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert record["status"] == "interrupted" and STEPS < record["step"] <= 2 * STEPS
+    (row,) = collect(tmp_path / "runs")
+    assert (row["status"], row["step"]) == ("interrupted", record["step"])
+
+    train(*args, f"paths.root={tmp_path}")
+    assert_same_end(final_state(run_dir), uninterrupted(resident=True))
+    assert final_state(run_dir)["tag_steps"] == uninterrupted(resident=True)["tag_steps"]
+
+
+def steps_of_each_tag(run_dir: Path) -> dict[str, list[int]]:
+    ea = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    ea.Reload()
+    return {tag: [e.step for e in ea.Scalars(tag)] for tag in ea.Tags()["scalars"]}

@@ -3,6 +3,7 @@ bound to the run's identity (normlab.run_identity)."""
 
 import json
 import logging
+import math
 from pathlib import Path
 
 from normlab.atomic_write import written_whole
@@ -17,6 +18,11 @@ LEGACY_KEYS = {"norm": "norm.name", "model": "model.name", "dataset": "data.name
                "batch_size": "data.batch_size", "seed": "seed", "lr": "lr"}  # fmt: skip
 
 
+class RunFolderTaken(ConfigError):
+    """The run folder holds a run of other settings (finished, unfinished, or its checkpoint):
+    refused, and the folder is left exactly as it was."""
+
+
 class RecordUnreadable(ValueError):
     """metrics.json exists but is not a whole JSON record (cut short, or not an object)."""
 
@@ -28,7 +34,7 @@ def read_record(run_dir: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        record = json.loads(path.read_text())
+        record = from_strict(json.loads(path.read_text()))  # older records: bare NaN, read too
     except (ValueError, OSError) as error:
         first = (str(error).splitlines() or [""])[0]
         raise RecordUnreadable(f"{path} cannot be read ({type(error).__name__}: {first})") from None
@@ -41,8 +47,36 @@ def write_record(run_dir: Path, record: dict) -> None:
     """metrics.json, whole or not at all; a symlink in its place is replaced, not followed."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(to_strict(record), indent=2, allow_nan=False)
     with written_whole(run_dir / RECORD) as f:
-        f.write((json.dumps(record, indent=2) + "\n").encode())
+        f.write((text + "\n").encode())
+
+
+# Strict JSON has no NaN or infinity: a record writes them as these strings (a diverged run's
+# loss is "NaN"), and read_record gives them back as floats.
+NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def to_strict(value):
+    """`value` with every non-finite float as its NON_FINITE string."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: to_strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_strict(v) for v in value]
+    return value
+
+
+def from_strict(value):
+    """`value` with every NON_FINITE string as its float."""
+    if isinstance(value, str):
+        return NON_FINITE.get(value, value)
+    if isinstance(value, dict):
+        return {k: from_strict(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_strict(v) for v in value]
+    return value
 
 
 def differences(record: dict, identity: RunIdentity) -> list[str]:
@@ -64,7 +98,7 @@ def require_same_settings(record: dict, identity: RunIdentity, run_dir: Path, wh
     found = differences(record, identity)
     if found:
         shown = "; ".join(found[:6]) + (f"; and {len(found) - 6} more" if len(found) > 6 else "")
-        raise ConfigError(
+        raise RunFolderTaken(
             f"run folder {run_dir} holds {what} of other settings ({shown}); allowed: the same "
             "settings, or another folder (hydra.run.dir, hydra.sweep.dir, or move that one away)"
         )
@@ -73,13 +107,20 @@ def require_same_settings(record: dict, identity: RunIdentity, run_dir: Path, wh
 def finished_record(run_dir: Path, identity: RunIdentity) -> dict | None:
     """The folder's record when it says the run finished with these settings; None when there
     is none or it did not finish (an unreadable one is said in one line: the run trains again);
-    ConfigError when it finished with other settings."""
+    RunFolderTaken when it finished, or is running or interrupted, with other settings."""
     try:
         record = read_record(run_dir)
     except RecordUnreadable as error:
         log.warning("%s: training as unfinished", error)
         return None
-    if record is None or record.get("status") != "finished":
+    if record is None:
         return None
-    require_same_settings(record, identity, run_dir, "a finished run")
-    return record
+    status = record.get("status")
+    if status in BINDING:  # a run that will go on in this folder: only with its settings
+        require_same_settings(record, identity, run_dir, f"a {BINDING[status]} run")
+    return record if status == "finished" else None
+
+
+# Statuses whose folder is bound to the record's settings (a failed or diverged run's folder
+# may be trained again with other ones).
+BINDING = {"finished": "finished", "running": "running", "interrupted": "interrupted"}

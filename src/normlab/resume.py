@@ -128,6 +128,14 @@ def checkpoint_to_resume(
     return str(newest)
 
 
+def purge_step(path: str | None) -> int | None:
+    """The first step a run resumed from checkpoint `path` logs anew (None: from scratch): the
+    checkpoint's global step + 1, since the epoch-end values at the global step itself were
+    logged before the checkpoint was written. The resumed run's TensorBoard writer purges what
+    a killed session logged from there on, so each tag holds one point per step."""
+    return None if path is None else int(read_checkpoint(Path(path))["global_step"]) + 1
+
+
 class IdentityInCheckpoint(pl.Callback):
     """Writes the run's identity (normlab.run_identity) into every checkpoint, so a resume can
     tell a checkpoint of other settings."""

@@ -4,6 +4,7 @@ import logging
 import os
 import sys
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from torch import nn
 
 from normlab import metric_names as names
+from normlab.atomic_write import DiskFull, disk_full_in_chain
 from normlab.callbacks.board import every_norm_option, final_record, start_record
 from normlab.callbacks.divergence import CheckpointUnlessDiverged, StopOnDivergence
 from normlab.callbacks.settings import statistics_callbacks
@@ -26,12 +28,19 @@ from normlab.config import ConfigError, Settings, plain_value, settings
 from normlab.console import EpochLine, quiet_console
 from normlab.data import DataUnavailable, ImageClassificationData, dataset_spec
 from normlab.distributed import batch_sizes
+from normlab.job_files import put_back
 from normlab.metric_names import json_key
 from normlab.models import build_model
 from normlab.module import Classifier
 from normlab.norms import NORMS, norm_factory, options_of
 from normlab.norms.convert import Conversion
-from normlab.record import RecordUnreadable, finished_record, read_record, write_record
+from normlab.record import (
+    RecordUnreadable,
+    RunFolderTaken,
+    finished_record,
+    read_record,
+    write_record,
+)
 from normlab.resume import (
     AtomicCheckpointIO,
     FitTimeInCheckpoint,
@@ -39,6 +48,7 @@ from normlab.resume import (
     RngStateInCheckpoint,
     checkpoint_to_resume,
     first_line,
+    purge_step,
 )
 from normlab.run_identity import RunIdentity
 from normlab.run_lock import RunFolderBusy, run_folder_lock
@@ -192,8 +202,8 @@ def in_sweep() -> bool:
 
 def failure_message(error: Exception) -> tuple[str, bool]:
     """(the line that says what failed, whether it is an expected failure: bad config, missing
-    data, a busy run folder; those are said without a traceback)."""
-    expected = isinstance(error, ConfigError | DataUnavailable | RunFolderBusy)
+    data, a busy run folder, a full disk; those are said without a traceback)."""
+    expected = isinstance(error, ConfigError | DataUnavailable | RunFolderBusy | DiskFull)
     return (f"{error}" if expected else f"{type(error).__name__}: {error}"), expected
 
 
@@ -209,9 +219,12 @@ def run_and_record(cfg: DictConfig) -> float:
     try:
         s = settings(cfg)
         return run(s).metrics.get(json_key(names.VAL_ACC), float("nan"))
-    except Exception as error:
+    except Exception as raised:
+        error = disk_full_in_chain(raised, output_dir(cfg.paths.root)) or raised
         message, expected = failure_message(error)
-        if not isinstance(error, RunFolderBusy):
+        if isinstance(error, RunFolderBusy | RunFolderTaken):  # another run's: left as it was
+            put_back(output_dir(cfg.paths.root), lock=isinstance(error, RunFolderTaken))
+        else:
             record_failure(output_dir(cfg.paths.root), s, message)
         if in_sweep():
             log.error("run failed, the sweep goes on: %s", message, exc_info=not expected)
@@ -255,11 +268,15 @@ def steps_per_epoch(s: Settings) -> int:
     return min(steps, limit) if isinstance(limit, int) else max(1, int(steps * limit))
 
 
-def make_trainer(s: Settings, run_dir: Path, identity: RunIdentity) -> Fit:
-    """The Trainer, its TensorBoard logger and callbacks; Lightning's own refusals as one-line
-    ConfigErrors, before any data is read."""
+def make_trainer(
+    s: Settings, run_dir: Path, identity: RunIdentity, purge_step: int | None = None
+) -> Fit:
+    """The Trainer, its TensorBoard logger (purging a killed session's events from
+    `purge_step` on) and callbacks; Lightning's own refusals as one-line ConfigErrors, before
+    any data is read."""
     # version="" puts the events in the run folder itself: one TensorBoard run per Hydra run.
-    logger = TensorBoardLogger(save_dir=str(run_dir), name="", version="", **asdict(s.logger))
+    logger = TensorBoardLogger(save_dir=str(run_dir), name="", version="", purge_step=purge_step,
+                               **asdict(s.logger))  # fmt: skip
     divergence = StopOnDivergence()
     checkpoint = CheckpointUnlessDiverged(
         divergence,
@@ -269,7 +286,10 @@ def make_trainer(s: Settings, run_dir: Path, identity: RunIdentity) -> Fit:
         monitor=s.callbacks.checkpoint.monitor,
         mode=s.callbacks.checkpoint.mode.value,
     )
-    statistics = statistics_callbacks(s.callbacks, probe_images(s), steps_per_epoch(s))
+    steps = steps_per_epoch(s)
+    statistics = statistics_callbacks(
+        s.callbacks, probe_images(s), steps, steps * s.data.batch_size
+    )
     fit_time = FitTimeInCheckpoint()
     callbacks = [RngStateInCheckpoint(), fit_time, IdentityInCheckpoint(identity), checkpoint,
                  divergence, *statistics]  # fmt: skip
@@ -384,9 +404,9 @@ def run(config: DictConfig | Settings, run_dir: Path | None = None) -> RunRecord
         pl.seed_everything(s.seed, workers=True, verbose=False)
         module = build_module(s)
         quiet_console(run_dir, in_sweep())
-        fit = make_trainer(s, run_dir, identity)
-        settle_lr(s, module, fit.trainer)
         resume_from = checkpoint_to_resume(run_dir, s.ckpt_path, identity, module)
+        fit = make_trainer(s, run_dir, identity, purge_step=purge_step(resume_from))
+        settle_lr(s, module, fit.trainer)
         data = ImageClassificationData(**asdict(s.data), seed=s.seed)
         data.prepare_data()  # a missing dataset fails here, before training starts
         device_type = fit.trainer.strategy.root_device.type
@@ -395,13 +415,31 @@ def run(config: DictConfig | Settings, run_dir: Path | None = None) -> RunRecord
             log.info("compile: torch.compile, mode %s", compile_mode(device_type) or "default")
         choices = s.key_choices(fit.trainer.world_size)
         start_record(fit.logger, every_norm_option(choices, {n: options_of(n) for n in NORMS}))
-        fit.trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
+        with interruption_recorded(fit.trainer, [(run_dir, s, None)]):
+            fit.trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
         results = final_results(fit, module, data, s)
         results.update(norm_layers(module.model))
         status = run_status(fit, results)
         record = write_metrics(run_dir, s, status, fit.trainer.world_size, **results)
         log.info("%s: %s", run_dir.name, result_line(status, results))
     return RunRecord(run_dir, record)
+
+
+@contextmanager
+def interruption_recorded(trainer: pl.Trainer, runs: list[tuple[Path, Settings, list | None]]):
+    """Ctrl-C (SIGINT) or SIGTERM during the fit: each run's record (folder, settings,
+    overrides) says `interrupted` at its step before the exit goes on. Lightning turns both into
+    a SystemExit (after KeyboardInterrupt, sys.exit(1); SIGTERMException)."""
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit):
+        step = trainer.global_step
+        for run_dir, s, overrides in runs:
+            write_metrics(run_dir, s, "interrupted", trainer.world_size, overrides,
+                          step=step, epochs=float(trainer.current_epoch))  # fmt: skip
+        log.warning("interrupted at step %d: recorded; the same command resumes from the last "
+                    "epoch's checkpoint", step)  # fmt: skip
+        raise
 
 
 def result_line(status: str, results: dict) -> str:

@@ -31,3 +31,20 @@ def test_a_short_run_draws_drift_and_loss_curves_and_records_the_interval(tmp_pa
     assert steps >= 5 and len(values["stats/drift_mean_to_batch_mean"]) >= 5
     identity = RunIdentity.of(settings(compose(overrides)))
     assert identity.settings["callbacks.drift.every_n_steps"] == 2
+
+
+def test_precise_bn_samples_at_most_the_images_a_limited_epoch_trains_on(tmp_path):
+    """A smoke run (20 batches of 8) estimates PreciseBN's statistics from its 160 training
+    images, not 4,096: its probes stay as small as its training. A full epoch keeps 4,096."""
+    from normlab.callbacks.population import PopulationStats
+    from normlab.train import make_trainer
+
+    def population(overrides) -> PopulationStats:
+        s = settings(compose(["data.batch_size=8", *overrides]))
+        fit = make_trainer(s, tmp_path, RunIdentity.of(s))
+        (callback,) = [c for c in fit.statistics if isinstance(c, PopulationStats)]
+        return callback
+
+    assert population(["trainer.limit_train_batches=20"]).num_samples == 160
+    assert population([]).num_samples == 4096
+    assert population(["trainer.limit_train_batches=1000"]).num_samples == 4096

@@ -147,6 +147,12 @@ def sweep(*overrides, script=("train.py",), check=True):
     return result
 
 
+def member_bytes(sweep_dir: Path) -> dict[str, bytes]:
+    """Every file of the sweep's member folders (not its .packs/ nor Hydra's multirun.yaml)."""
+    return {str(p.relative_to(sweep_dir)): p.read_bytes() for p in sweep_dir.glob("*/**/*")
+            if p.is_file() and not p.relative_to(sweep_dir).parts[0].startswith(".")}  # fmt: skip
+
+
 def records(sweep_dir: Path) -> dict[str, dict]:
     return {p.parent.name: json.loads(p.read_text()) for p in sweep_dir.glob("*/metrics.json")}
 
@@ -207,7 +213,16 @@ def test_a_killed_pack_resumes_every_member_exactly(tmp_path):
         *args, f"hydra.sweep.dir={killed}", script=("tests/kill_at.py", "mid_epoch"), check=False
     )
     assert cut.returncode == -9, cut.stderr[-3000:]
-    assert records(killed) == {}
+    assert {r["status"] for r in records(killed).values()} == {"running"}  # bound from the start
+    # relaunched with another lr, unfinished and finished members alike are refused, naming
+    # the key, and their folders are left byte for byte (.hydra/ included); no pack trains
+    other_lr = [a for a in args if a != "optim.base_lr=0.1"] + ["optim.base_lr=0.2"]
+    for folder, status in ((killed, "running"), (whole, "finished")):
+        files, packs = member_bytes(folder), sorted((folder / ".packs").iterdir())
+        refused = sweep(*other_lr, f"hydra.sweep.dir={folder}")
+        said = refused.stdout + refused.stderr
+        assert f"holds a {status} run of other settings (lr=0.003125 there, 0.00625 here" in said
+        assert member_bytes(folder) == files and sorted((folder / ".packs").iterdir()) == packs
     again = sweep(*args, f"hydra.sweep.dir={killed}")
     assert "resuming from" in again.stdout + again.stderr
     ends = [records(d) for d in (whole, killed)]
@@ -237,11 +252,22 @@ def test_a_solo_run_never_resumes_from_a_packed_member_s_weights(tmp_path):
     assert checkpoint_to_resume(tmp_path, None) is None
 
 
-def test_a_bad_max_members_is_one_line_before_any_job_folder(tmp_path):
+@pytest.mark.parametrize(
+    ("overrides", "said"),
+    [
+        (["hydra.launcher.max_members=0", "seed=0,1"],
+         "error: hydra.launcher.max_members=0; allowed: an integer >= 1"),
+        (["hydra.launcher.max_members=true", "seed=0,1"],
+         "error: hydra.launcher.max_members=True; allowed: an integer >= 1"),
+        (["seed=0,0"], "error: the sweep names the job seed=0 twice (jobs #0 and #1"),
+    ],
+)  # fmt: skip
+def test_a_bad_sweep_is_one_line_before_any_job_folder(tmp_path, overrides, said):
+    """max_members takes integers only (true is not 1); a job named twice is refused, not run
+    into its own folder's lock."""
     result = sweep(*tiny_overrides(tmp_path), "hydra/launcher=packed", "callbacks=none",
-                   "hydra.launcher.max_members=0", "seed=0,1",
-                   f"hydra.sweep.dir={tmp_path / 'sweep'}", check=False)  # fmt: skip
+                   *overrides, f"hydra.sweep.dir={tmp_path / 'sweep'}", check=False)  # fmt: skip
     assert result.returncode == 2
     (line,) = [line for line in result.stderr.splitlines() if line.strip()]
-    assert line.startswith("error: hydra.launcher.max_members=0; allowed: an integer >= 1")
+    assert line.startswith(said)
     assert not [p for p in (tmp_path / "sweep").iterdir() if p.is_dir()]

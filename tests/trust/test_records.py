@@ -3,6 +3,7 @@ cut one is 'corrupt' in the report with the rest of the table intact."""
 
 import errno
 import json
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -91,3 +92,33 @@ def test_a_run_that_trained_no_step_never_ends_finished():
     results = {}
     assert train_module.run_status(fit, results) == "failed"
     assert results["error"] == "trained 0 steps"
+
+
+def strict_json(text: str):
+    """json.loads as a strict parser reads: NaN and Infinity are refused."""
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_diverged_record_is_strict_json_and_reads_back_as_floats(tmp_path):
+    record = {"status": "diverged", "train_loss": float("nan"), "val_loss": float("inf"),
+              "history": [float("-inf"), 1.0], "step": 7}  # fmt: skip
+    write_record(tmp_path, record)
+    on_disk = strict_json((tmp_path / "metrics.json").read_text())
+    assert on_disk["train_loss"] == "NaN" and on_disk["history"] == ["-Infinity", 1.0]
+    back = read_record(tmp_path)
+    assert math.isnan(back["train_loss"]) and back["val_loss"] == math.inf
+    assert back["history"] == [-math.inf, 1.0] and back["step"] == 7
+
+
+def test_the_report_reads_old_records_with_bare_nan_and_new_ones(tmp_path):
+    hand_made_run(tmp_path / "new", "batch", float("nan"), 0)
+    hand_made_run(tmp_path / "old", "batch", 0.5, 1)
+    old = (tmp_path / "old" / "metrics.json").read_text().replace("0.5", "NaN")
+    (tmp_path / "old" / "metrics.json").write_text(old)  # as records before 2026-12-03
+    rows = {r["run"]: r for r in collect(tmp_path)}
+    assert math.isnan(float(rows["old"]["val_acc"])) and math.isnan(float(rows["new"]["val_acc"]))
+    assert rows["old"]["status"] == rows["new"]["status"] == "finished"

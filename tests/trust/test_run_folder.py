@@ -22,6 +22,11 @@ def record(run_dir) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
+def folder_bytes(folder) -> dict[str, bytes]:
+    """Every file under `folder` and its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
 def one_error_line(result) -> str:
     assert result.returncode == 2, result.stderr[-2000:]
     lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
@@ -38,13 +43,13 @@ def test_a_finished_folder_relaunched_with_another_config_is_refused_and_kept(tm
     assert before["settings"]["trainer.precision"] == "32-true" and "compile" in before["settings"]
     assert before["best_checkpoint"] == os.path.join("checkpoints", "best.ckpt")
 
+    files = folder_bytes(run_dir)
     line = one_error_line(train(*base, "norm=group", "data.batch_size=8", check=False))
     assert "holds a finished run of other settings" in line and "norm.name=batch there" in line
     line = one_error_line(train(*base, "norm=batch", "data.batch_size=8",
                                 "trainer.precision=64-true", check=False))  # fmt: skip
     assert "trainer.precision=32-true there, 64-true here" in line
-    assert record(run_dir) == before  # the finished record is kept as it was
-    # Hydra rewrote .hydra/config.yaml for the refused launch; the report reads the record
+    assert folder_bytes(run_dir) == files  # .hydra/ and the log included: nothing changed
     (row,) = collect(tmp_path / "run")
     assert (row["norm"], row["status"], row["batch_size"]) == ("batch", "finished", 8)
 
@@ -165,3 +170,47 @@ def test_hostile_names_stay_inside_the_output_root(tmp_path):
     assert len(made) == 3 and all("/" not in n and ".." not in n for n in made)
     assert all(len(n.encode()) <= 80 for n in made)
     assert all(p.stat().st_mtime >= started - 1 for p in (out / "runs").iterdir())
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 400 KiB tmpfs where this machine lets the test mount one (root), else None."""
+    mount_point = tmp_path / "tiny_disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs",
+                              str(mount_point)], capture_output=True)  # fmt: skip
+    yield mount_point if mounted.returncode == 0 else None
+    if mounted.returncode == 0:
+        subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def test_a_full_disk_is_one_line_naming_the_folder_and_leaves_no_torn_file(
+    tmp_path, tiny_disk, monkeypatch
+):
+    """The run's checkpoint does not fit: exit 2, one line naming the folder and "no space left
+    on device" (not torch's "enforce fail at inline_container.cc"), the same in the record, and
+    no partial file. Without a tmpfs, torch.save is made to fail as it does on a full disk."""
+    if tiny_disk is not None:
+        result = train(*tiny_overrides(tmp_path), f"paths.root={tiny_disk / 'out'}", check=False)
+        line = one_error_line(result)
+        (run_dir,) = (tiny_disk / "out" / "runs").iterdir()
+    else:
+        import normlab.atomic_write as atomic
+        import normlab.resume as resume
+        from tests.configs import compose
+
+        def enforce_fail(*args, **kwargs):
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos")
+
+        monkeypatch.setattr(resume.torch, "save", enforce_fail)
+        monkeypatch.setattr(atomic, "NEARLY_FULL", float("inf"))
+        from normlab.train import run_and_record
+
+        run_dir = tmp_path / "out" / "runs" / "direct"
+        with pytest.raises(SystemExit) as exit_code:
+            run_and_record(compose(tiny_overrides(tmp_path)))
+        assert exit_code.value.code == 2
+        line = f"error: {record(run_dir)['error']}"
+    assert "no space left on device (writing best.ckpt)" in line and str(run_dir) in line
+    assert "enforce fail" not in line and record(run_dir)["status"] == "failed"
+    assert not [p for p in run_dir.rglob(".*ckpt*")]  # no partial checkpoint left

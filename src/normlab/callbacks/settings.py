@@ -85,11 +85,16 @@ class CallbacksSettings:
 
 
 def statistics_callbacks(
-    settings: CallbacksSettings, val_images: int | None = None, steps_per_epoch: int = 1000
+    settings: CallbacksSettings,
+    val_images: int | None = None,
+    steps_per_epoch: int = 1000,
+    train_images: int | None = None,
 ) -> list[pl.Callback]:
     """The enabled statistics callbacks, each with its own options; the validation probes see
-    at most `val_images` images (those val/acc sees under trainer.limit_val_batches); drift's
-    null every_n_steps resolved for `steps_per_epoch`."""
+    at most `val_images` images (those val/acc sees under trainer.limit_val_batches), PreciseBN
+    at most `train_images` (those an epoch trains on under trainer.limit_train_batches: a smoke
+    run's probes stay as small as its training); drift's null every_n_steps resolved for
+    `steps_per_epoch`."""
     kinds = [
         (settings.drift, RunningStatsDrift, None),
         (settings.train_eval_gap, TrainEvalGap, "max_samples"),
@@ -100,6 +105,8 @@ def statistics_callbacks(
         options = asdict(options)
         if val_key is not None and val_images is not None:
             options[val_key] = min(options[val_key] or val_images, val_images)
+        if "num_samples" in options and train_images is not None:
+            options["num_samples"] = min(options["num_samples"], train_images)
         if "every_n_steps" in options:
             options["every_n_steps"] = log_interval(options["every_n_steps"], steps_per_epoch)
         if options.pop("enabled"):

@@ -16,11 +16,13 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
 from normlab import metric_names as names
+from normlab.atomic_write import disk_full_in_chain
 from normlab.callbacks.board import every_norm_option, final_record, start_record
 from normlab.callbacks.settings import statistics_callbacks
 from normlab.config import ConfigError, Settings, settings
 from normlab.console import EpochLine, quiet_console
 from normlab.data import dataset_spec
+from normlab.job_files import put_back
 from normlab.metric_names import json_key
 from normlab.norms import NORMS, options_of
 from normlab.pack.checkpoints import MemberCheckpoints
@@ -30,12 +32,13 @@ from normlab.pack.model import PackedModel
 from normlab.pack.module import PackedClassifier, member_tag
 from normlab.pack.packable import pack_refusal, require_one_pack
 from normlab.pack.statistics import MemberStatistics
-from normlab.record import finished_record
+from normlab.record import RunFolderTaken, finished_record
 from normlab.resume import (
     FitTimeInCheckpoint,
     IdentityInCheckpoint,
     RngStateInCheckpoint,
     checkpoint_to_resume,
+    purge_step,
 )
 from normlab.run_identity import RunIdentity, identity_hash
 from normlab.run_lock import RunFolderBusy, run_folder_lock
@@ -43,6 +46,7 @@ from normlab.train import (
     RunRecord,
     build_module,
     failure_message,
+    interruption_recorded,
     lightning_trainer,
     probe_images,
     record_failure,
@@ -83,10 +87,16 @@ def build_pack(members: list[Member], divergence_every: int = 50) -> PackedClass
 
 
 def make_pack_trainer(
-    members: list[Member], module: PackedClassifier, pack_dir: Path, identities, pack: RunIdentity
+    members: list[Member],
+    module: PackedClassifier,
+    pack_dir: Path,
+    identities,
+    pack: RunIdentity,
+    purge_step: int | None = None,
 ):
     s, name = members[0].settings, f"pack-{pack.hash}"
-    loggers = [MemberLogger(k, str(m.run_dir), **asdict(s.logger)) for k, m in enumerate(members)]
+    loggers = [MemberLogger(k, str(m.run_dir), purge_step=purge_step, **asdict(s.logger))
+               for k, m in enumerate(members)]  # fmt: skip
     fit_time = FitTimeInCheckpoint()
     best = MemberCheckpoints(
         [m.run_dir for m in members],
@@ -102,7 +112,12 @@ def make_pack_trainer(
         list(module.model.members),
         loggers,
         [
-            statistics_callbacks(m.settings.callbacks, probe_images(m.settings), steps_per_epoch(s))
+            statistics_callbacks(
+                m.settings.callbacks,
+                probe_images(m.settings),
+                steps_per_epoch(s),
+                steps_per_epoch(s) * s.data.batch_size,
+            )  # fmt: skip
             for m in members
         ],
     )
@@ -164,8 +179,9 @@ def train_pack(members: list[Member], identities, pack_root: Path) -> list[RunRe
     module = build_pack(members)
     pack_dir.mkdir(parents=True, exist_ok=True)
     quiet_console(pack_dir, sweep=True)
+    resume_from = checkpoint_to_resume(pack_dir, None, pack, module)
     trainer, loggers, best, statistics, fit_time = make_pack_trainer(
-        members, module, pack_dir, identities, pack
+        members, module, pack_dir, identities, pack, purge_step(resume_from)
     )
     log.info(
         "pack %s: %d members of norm %s, model %s, batch %d, in %s",
@@ -176,13 +192,18 @@ def train_pack(members: list[Member], identities, pack_root: Path) -> list[RunRe
         s.data.batch_size,
         pack_dir,
     )
-    resume_from = checkpoint_to_resume(pack_dir, None, pack, module)
+    for k, m in enumerate(members):  # bound to its settings from now on, as a solo folder
+        member_of = packed_with(name, len(members), k, pack_dir, m.run_dir)
+        write_metrics(
+            m.run_dir, m.settings, "running", overrides=m.overrides, packed_with=member_of
+        )
     data = PackedData([m.settings.seed for m in members], **asdict(s.data))
     data.prepare_data()
     for m, logger in zip(members, loggers, strict=True):
         choices = m.settings.key_choices()
         start_record(logger, every_norm_option(choices, {n: options_of(n) for n in NORMS}))
-    trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
+    with interruption_recorded(trainer, [(m.run_dir, m.settings, m.overrides) for m in members]):
+        trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
     fit_seconds = fit_time.seconds()
     finals = [
         {**member_values(trainer, k, "val"), **statistics.summary(k)} for k in range(len(members))
@@ -207,17 +228,19 @@ def train_pack(members: list[Member], identities, pack_root: Path) -> list[RunRe
             results["best_val_acc"] = best.best[k]
         results["fit_seconds"] = fit_seconds
         results["best_checkpoint"] = "checkpoints/best.ckpt" if found[k] else None
-        results["packed_with"] = {
-            "pack": name,
-            "members": len(members),
-            "index": k,
-            "folder": os.path.relpath(pack_dir, m.run_dir),  # ../.packs/<pack>: moves with it
-        }
+        results["packed_with"] = packed_with(name, len(members), k, pack_dir, m.run_dir)
         status = status_of(diverged_at, trainer.global_step, results)
         record = write_metrics(m.run_dir, m.settings, status, overrides=m.overrides, **results)
         log.info("%s: %s", m.run_dir.name, result_line(status, results))
         records.append(RunRecord(m.run_dir, record))
     return records
+
+
+def packed_with(name: str, size: int, k: int, pack_dir: Path, run_dir: Path) -> dict:
+    """A member record's ``packed_with``: its pack, the pack's size, its index, and the pack's
+    folder relative to the member's (../.packs/<pack>: it moves with the sweep)."""
+    folder = os.path.relpath(pack_dir, run_dir)
+    return {"pack": name, "members": size, "index": k, "folder": folder}
 
 
 def run_members(jobs: list[dict], pack_root: Path) -> list[float]:
@@ -228,11 +251,14 @@ def run_members(jobs: list[dict], pack_root: Path) -> list[float]:
     members = [Member(settings(j["cfg"]), j["run_dir"], j["overrides"]) for j in jobs]
     try:
         records = run_pack(members, pack_root)
-    except Exception as error:
+    except Exception as raised:
+        error = disk_full_in_chain(raised, pack_root) or raised
         message, expected = failure_message(error)
         log.error("pack failed, the sweep goes on: %s", message, exc_info=not expected)
-        if not isinstance(error, RunFolderBusy):
-            for m in members:
+        for m in members:
+            if isinstance(error, RunFolderBusy | RunFolderTaken):  # left as they were
+                put_back(m.run_dir, lock=isinstance(error, RunFolderTaken))
+            else:
                 record_failure(m.run_dir, m.settings, message)
         return [float("nan")] * len(members)
     return [r.metrics.get(json_key(names.VAL_ACC), float("nan")) for r in records]

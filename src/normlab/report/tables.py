@@ -150,5 +150,7 @@ def markdown(rows: list[dict], table: list[dict]) -> str:
             detail = r.get("error") or ""
             if r.get("status") == "diverged" and r.get("step") is not None:
                 detail = f"loss not finite at step {r['step']}. {detail}".strip()
+            if r.get("status") == "interrupted" and r.get("step") is not None:
+                detail = f"stopped at step {r['step']}; the same command resumes it"
             lines.append(f"| {r['run']} | {r.get('status')} | {detail} |")
     return "\n".join(lines) + "\n"
