@@ -256,8 +256,8 @@ def test_an_interrupted_run_records_it_and_then_resumes_to_the_uninterrupted_end
     signal_name, tiny_data, uninterrupted, tmp_path
 ):
     """Ctrl-C or SIGTERM mid-epoch: the exit is not 0, metrics.json says `interrupted` with the
-    step it stopped at, the report lists it so; the same command then ends as an uninterrupted
-    run, and TensorBoard holds one point per step of each tag."""
+    step it stopped at, the report lists it so; the same command then (after SIGTERM) ends as an
+    uninterrupted run, and TensorBoard holds the same points, one per step of each tag."""
     args = [*ARGS, f"data.root={tiny_data}"]
     command = [sys.executable, "tests/kill_at.py", "mid_epoch", *args, f"paths.root={tmp_path}"]
     stopped = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
@@ -268,6 +268,8 @@ def test_an_interrupted_run_records_it_and_then_resumes_to_the_uninterrupted_end
     assert record["status"] == "interrupted" and STEPS < record["step"] <= 2 * STEPS
     (row,) = collect(tmp_path / "runs")
     assert (row["status"], row["step"]) == ("interrupted", record["step"])
+    if signal_name == "SIGINT":
+        return  # resuming after either signal is the same; the suite's time is spent once
 
     train(*args, f"paths.root={tmp_path}")
     assert_same_end(final_state(run_dir), uninterrupted(resident=True))

@@ -2,6 +2,7 @@
 
 import logging
 import os
+import signal
 import sys
 from collections import Counter
 from contextlib import contextmanager
@@ -429,16 +430,20 @@ def run(config: DictConfig | Settings, run_dir: Path | None = None) -> RunRecord
 def interruption_recorded(trainer: pl.Trainer, runs: list[tuple[Path, Settings, list | None]]):
     """Ctrl-C (SIGINT) or SIGTERM during the fit: each run's record (folder, settings,
     overrides) says `interrupted` at its step before the exit goes on. Lightning turns both into
-    a SystemExit (after KeyboardInterrupt, sys.exit(1); SIGTERMException)."""
+    a SystemExit (after KeyboardInterrupt, sys.exit(1); after SIGTERM, at the epoch's end, a
+    SIGTERMException whose code is None, which would exit 0: it exits 143, as a process ended
+    by SIGTERM does)."""
     try:
         yield
-    except (KeyboardInterrupt, SystemExit):
+    except (KeyboardInterrupt, SystemExit) as stop:
         step = trainer.global_step
         for run_dir, s, overrides in runs:
             write_metrics(run_dir, s, "interrupted", trainer.world_size, overrides,
                           step=step, epochs=float(trainer.current_epoch))  # fmt: skip
         log.warning("interrupted at step %d: recorded; the same command resumes from the last "
                     "epoch's checkpoint", step)  # fmt: skip
+        if isinstance(stop, SystemExit) and not stop.code:
+            raise SystemExit(128 + signal.SIGTERM) from None
         raise
 
 
