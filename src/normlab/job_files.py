@@ -20,16 +20,17 @@ from normlab.run_lock import LOCK
 
 log = logging.getLogger(__name__)
 
-# The current job's folder and its files as they were before Hydra wrote: {path: bytes}, None
-# for a file that did not exist.
-_before: dict[Path, dict[Path, bytes | None]] = {}
+# The current job's folder and its files as they were before Hydra wrote: {path: bytes, or a
+# log's length (Hydra only appends to it), or None for a file that did not exist}.
+_before: dict[Path, dict[Path, bytes | int | None]] = {}
 
 
-def read_job_files(run_dir: Path) -> dict[Path, bytes | None]:
-    """The files Hydra writes into `run_dir` (its .hydra/ and the job logs), as they are now."""
+def read_job_files(run_dir: Path) -> dict[Path, bytes | int | None]:
+    """The files Hydra writes into `run_dir` (its .hydra/, the lock's holder), as they are now,
+    and the length of each job log."""
     names = [f".hydra/{n}.yaml" for n in ("config", "hydra", "overrides")] + [LOCK]
-    paths = [run_dir / n for n in names] + sorted(run_dir.glob("*.log"))
-    return {p: (p.read_bytes() if p.is_file() else None) for p in paths}
+    files = {p: (p.read_bytes() if p.is_file() else None) for p in (run_dir / n for n in names)}
+    return {**files, **{p: p.stat().st_size for p in sorted(run_dir.glob("*.log"))}}
 
 
 def put_back(run_dir: Path, lock: bool = True) -> bool:
@@ -45,6 +46,9 @@ def put_back(run_dir: Path, lock: bool = True) -> bool:
         if content is None:
             if path.is_file() and path.suffix == ".yaml":
                 path.unlink()
+        elif isinstance(content, int):
+            with path.open("r+b") as log_file:
+                log_file.truncate(content)
         else:
             path.write_bytes(content)
     return True
@@ -54,7 +58,7 @@ class KeepRefusedFolders(Callback):
     """Reads every existing job folder's Hydra files when the run or sweep starts."""
 
     def __init__(self) -> None:
-        self.files: dict[Path, dict[Path, bytes | None]] = {}
+        self.files: dict[Path, dict[Path, bytes | int | None]] = {}
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         self.read(Path(str(config.hydra.run.dir)))
