@@ -60,14 +60,19 @@ def disk_full_in_chain(error: BaseException, folder: Path) -> DiskFull | None:
         if isinstance(seen, DiskFull):
             return seen
         seen = seen.__cause__ or seen.__context__
-    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+    if out_of_space(error):
         return DiskFull(Path(folder) / (error.filename or "a file"))
     return None
 
 
+def out_of_space(error: BaseException) -> bool:
+    """An OSError that says so itself (ENOSPC, or a quota's EDQUOT)."""
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 def disk_full(error: BaseException, folder: Path) -> bool:
     """Whether `error`, raised while writing into `folder`, came from a full disk (or quota)."""
-    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+    if out_of_space(error):
         return True
     if not isinstance(error, OSError | RuntimeError):
         return False

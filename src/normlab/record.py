@@ -117,10 +117,10 @@ def finished_record(run_dir: Path, identity: RunIdentity) -> dict | None:
         return None
     status = record.get("status")
     if status in BINDING:  # a run that will go on in this folder: only with its settings
-        require_same_settings(record, identity, run_dir, f"a {BINDING[status]} run")
+        require_same_settings(record, identity, run_dir, f"a {status} run")
     return record if status == "finished" else None
 
 
 # Statuses whose folder is bound to the record's settings (a failed or diverged run's folder
 # may be trained again with other ones).
-BINDING = {"finished": "finished", "running": "running", "interrupted": "interrupted"}
+BINDING = {"finished", "running", "interrupted"}

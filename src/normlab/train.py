@@ -4,7 +4,6 @@ import logging
 import os
 import signal
 import sys
-from collections import Counter
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -128,14 +127,13 @@ def norm_layers(model: nn.Module) -> dict:
     conversion = getattr(model, "norm_conversion", None)
     if conversion is None:
         return {}
-    left = Counter(kind for _, kind, _ in conversion.left)
-    return {"norm_layers": {"swapped": len(conversion.swapped), "left": dict(left)}}
+    return {"norm_layers": {"swapped": len(conversion.swapped), "left": conversion.left_counts()}}
 
 
 def require_a_swap(conversion: Conversion, s: Settings) -> None:
     """ConfigError when norm=<name> replaces no layer of an external model; where some layers
     are left, the console says how many of each."""
-    left = Counter(kind for _, kind, _ in conversion.left)
+    left = conversion.left_counts()
     shown = ", ".join(f"{n} {kind}" for kind, n in left.items()) or "the model has no norm layer"
     arch = getattr(s.model, "arch", s.model.name)
     if not conversion.swapped:
@@ -221,12 +219,13 @@ def run_and_record(cfg: DictConfig) -> float:
         s = settings(cfg)
         return run(s).metrics.get(json_key(names.VAL_ACC), float("nan"))
     except Exception as raised:
-        error = disk_full_in_chain(raised, output_dir(cfg.paths.root)) or raised
+        run_dir = output_dir(cfg.paths.root)
+        error = disk_full_in_chain(raised, run_dir) or raised
         message, expected = failure_message(error)
         if isinstance(error, RunFolderBusy | RunFolderTaken):  # another run's: left as it was
-            put_back(output_dir(cfg.paths.root), lock=isinstance(error, RunFolderTaken))
+            put_back(run_dir, lock=isinstance(error, RunFolderTaken))
         else:
-            record_failure(output_dir(cfg.paths.root), s, message)
+            record_failure(run_dir, s, message)
         if in_sweep():
             log.error("run failed, the sweep goes on: %s", message, exc_info=not expected)
             return float("nan")
@@ -259,6 +258,12 @@ def probe_images(s: Settings) -> int | None:
     return limit * (s.data.eval_batch_size or s.data.batch_size)
 
 
+def epoch_images(s: Settings) -> int:
+    """The training images an epoch sees on one device (under trainer.limit_train_batches),
+    which PreciseBN's sample count does not exceed."""
+    return steps_per_epoch(s) * s.data.batch_size
+
+
 def steps_per_epoch(s: Settings) -> int:
     """Training steps an epoch on one device: the full batches of the images data.val_size
     leaves, or trainer.limit_train_batches of them."""
@@ -287,9 +292,8 @@ def make_trainer(
         monitor=s.callbacks.checkpoint.monitor,
         mode=s.callbacks.checkpoint.mode.value,
     )
-    steps = steps_per_epoch(s)
     statistics = statistics_callbacks(
-        s.callbacks, probe_images(s), steps, steps * s.data.batch_size
+        s.callbacks, probe_images(s), steps_per_epoch(s), epoch_images(s)
     )
     fit_time = FitTimeInCheckpoint()
     callbacks = [RngStateInCheckpoint(), fit_time, IdentityInCheckpoint(identity), checkpoint,

@@ -16,6 +16,7 @@ each layer's (H, W): pass `example_input`, and convert runs it once, recording t
 """
 
 import dataclasses
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -47,6 +48,10 @@ class Conversion:
 
     swapped: list[tuple[str, str, str]] = field(default_factory=list)
     left: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def left_counts(self) -> dict[str, int]:
+        """How many layers of each class were left."""
+        return dict(Counter(kind for _, kind, _ in self.left))
 
     def __str__(self) -> str:
         lines = [f"{len(self.swapped)} swapped, {len(self.left)} left"]

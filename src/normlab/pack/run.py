@@ -45,6 +45,7 @@ from normlab.run_lock import RunFolderBusy, run_folder_lock
 from normlab.train import (
     RunRecord,
     build_module,
+    epoch_images,
     failure_message,
     interruption_recorded,
     lightning_trainer,
@@ -113,11 +114,8 @@ def make_pack_trainer(
         loggers,
         [
             statistics_callbacks(
-                m.settings.callbacks,
-                probe_images(m.settings),
-                steps_per_epoch(s),
-                steps_per_epoch(s) * s.data.batch_size,
-            )  # fmt: skip
+                m.settings.callbacks, probe_images(m.settings), steps_per_epoch(s), epoch_images(s)
+            )
             for m in members
         ],
     )
