@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from normlab.compile import compile_enabled
-from normlab.log_interval import log_interval
+from normlab.log_interval import drift_interval
 
 NOT_IDENTITY = (
     "paths.",
@@ -84,7 +84,7 @@ class RunIdentity:
         from normlab.train import steps_per_epoch  # train stands on the identity's floor
 
         drift = s.callbacks.drift  # null: the interval it resolves to (50 for a long epoch)
-        settings["callbacks.drift.every_n_steps"] = log_interval(
+        settings["callbacks.drift.every_n_steps"] = drift_interval(
             drift.every_n_steps, steps_per_epoch(s)
         )
         options = {k: v for k, v in s.key_choices().items() if k.startswith("norm.")}

@@ -10,7 +10,7 @@ from normlab.callbacks.drift import RunningStatsDrift
 from normlab.callbacks.population import PopulationStats
 from normlab.callbacks.train_eval_gap import TrainEvalGap
 from normlab.errors import require
-from normlab.log_interval import log_interval
+from normlab.log_interval import drift_interval, probe_budget
 
 
 class Mode(Enum):
@@ -34,11 +34,11 @@ class CheckpointSettings:
 @dataclass
 class DriftSettings:
     enabled: bool = True
-    every_n_steps: int | None = None  # null: about 20 points an epoch, at most every 50 steps
+    every_n_steps: int | None = None  # null: ~20 points an epoch, every 8 to 50 steps
     histograms: bool = True
 
     def __post_init__(self):
-        every, auto = self.every_n_steps, "about 20 points an epoch, at most every 50 steps"
+        every, auto = self.every_n_steps, "about 20 points an epoch, every 8 to 50 steps"
         require(every is None or every >= 1, "callbacks.drift.every_n_steps", every,
                 f"an integer >= 1, or null ({auto})")  # fmt: skip
 
@@ -90,11 +90,12 @@ def statistics_callbacks(
     steps_per_epoch: int = 1000,
     train_images: int | None = None,
 ) -> list[pl.Callback]:
-    """The enabled statistics callbacks, each with its own options; the validation probes see
-    at most `val_images` images (those val/acc sees under trainer.limit_val_batches), PreciseBN
-    at most `train_images` (those an epoch trains on under trainer.limit_train_batches: a smoke
-    run's probes stay as small as its training); drift's null every_n_steps resolved for
-    `steps_per_epoch`."""
+    """The enabled statistics callbacks, each with its own options. The validation probes see
+    at most `val_images` images (those val/acc sees under trainer.limit_val_batches); every
+    probe reads at most probe_budget(`train_images`) images (an eighth of those an epoch trains
+    on under trainer.limit_train_batches: a smoke run's probes stay small beside its training);
+    drift's null every_n_steps is resolved for `steps_per_epoch` (drift_interval)."""
+    budget = probe_budget(train_images)
     kinds = [
         (settings.drift, RunningStatsDrift, None),
         (settings.train_eval_gap, TrainEvalGap, "max_samples"),
@@ -103,12 +104,18 @@ def statistics_callbacks(
     callbacks = []
     for options, kind, val_key in kinds:
         options = asdict(options)
-        if val_key is not None and val_images is not None:
-            options[val_key] = min(options[val_key] or val_images, val_images)
-        if "num_samples" in options and train_images is not None:
-            options["num_samples"] = min(options["num_samples"], train_images)
+        if val_key is not None:
+            options[val_key] = smallest(options[val_key], val_images, budget)
+        if "num_samples" in options:
+            options["num_samples"] = smallest(options["num_samples"], budget)
         if "every_n_steps" in options:
-            options["every_n_steps"] = log_interval(options["every_n_steps"], steps_per_epoch)
+            options["every_n_steps"] = drift_interval(options["every_n_steps"], steps_per_epoch)
         if options.pop("enabled"):
             callbacks.append(kind(**options))
     return callbacks
+
+
+def smallest(*bounds: int | None) -> int | None:
+    """The smallest of the bounds given (None: no bound)."""
+    given = [b for b in bounds if b is not None]
+    return min(given) if given else None
