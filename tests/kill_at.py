@@ -46,6 +46,9 @@ def with_killer(init, point: str):
 
 if __name__ == "__main__":
     point, overrides = sys.argv[1], sys.argv[2:]
+    # Ctrl-C in a terminal raises KeyboardInterrupt; a process started in the background by a
+    # non-interactive shell inherits SIGINT ignored, which Python then leaves ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     pl.Trainer.__init__ = with_killer(pl.Trainer.__init__, point)
     train = Path(__file__).resolve().parents[1] / "train.py"
     sys.argv = [str(train), *overrides]

@@ -139,9 +139,9 @@ def assert_same_end(resumed: dict, uninterrupted: dict) -> None:
     assert resumed["lr_schedulers"] == uninterrupted["lr_schedulers"]
 
 
-# 460 training images at batch 4: 115 steps an epoch. BN, so the running statistics and the
+# 160 training images at batch 4: 40 steps an epoch. BN, so the running statistics and the
 # train/eval probes depend on every batch; deterministic kernels on the CPU.
-EPOCHS, STEPS = 3, 115
+EPOCHS, STEPS = 3, 40
 ARGS = ["trainer=cpu", "model=cnn", "norm=batch", "data.batch_size=4", "data.val_size=40",
         "data.verify_checksums=false", f"trainer.max_epochs={EPOCHS}",
         "trainer.enable_progress_bar=false", "trainer.deterministic=true"]  # fmt: skip
@@ -149,7 +149,7 @@ ARGS = ["trainer=cpu", "model=cnn", "norm=batch", "data.batch_size=4", "data.val
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
-    return write_tiny_cifar10(tmp_path_factory.mktemp("data"), per_batch=100)
+    return write_tiny_cifar10(tmp_path_factory.mktemp("data"), per_batch=40)
 
 
 @pytest.fixture(scope="module")
