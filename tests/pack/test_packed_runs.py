@@ -255,19 +255,23 @@ def test_a_solo_run_never_resumes_from_a_packed_member_s_weights(tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "said"),
     [
-        (["hydra.launcher.max_members=0", "seed=0,1"],
+        (["hydra/launcher=packed", "hydra.launcher.max_members=0", "seed=0,1"],
          "error: hydra.launcher.max_members=0; allowed: an integer >= 1"),
-        (["hydra.launcher.max_members=true", "seed=0,1"],
+        (["hydra/launcher=packed", "hydra.launcher.max_members=true", "seed=0,1"],
          "error: hydra.launcher.max_members=True; allowed: an integer >= 1"),
-        (["seed=0,0"], "error: the sweep names the job seed=0 twice (jobs #0 and #1"),
+        (["hydra/launcher=packed", "seed=0,0"],
+         "error: the sweep names the job seed=0 twice (jobs #0 and #1"),
+        (["norm=batch,group", "seed=1,0,1"],  # Hydra's basic launcher
+         "error: the sweep names the job norm=batch seed=1 twice (jobs #0 and #2"),
     ],
 )  # fmt: skip
 def test_a_bad_sweep_is_one_line_before_any_job_folder(tmp_path, overrides, said):
-    """max_members takes integers only (true is not 1); a job named twice is refused, not run
-    into its own folder's lock."""
-    result = sweep(*tiny_overrides(tmp_path), "hydra/launcher=packed", "callbacks=none",
-                   *overrides, f"hydra.sweep.dir={tmp_path / 'sweep'}", check=False)  # fmt: skip
+    """max_members takes integers only (true is not 1); a job named twice is refused, under
+    either launcher, not run into its own folder's lock or over its own record."""
+    result = sweep(*tiny_overrides(tmp_path), "callbacks=none", *overrides,
+                   f"hydra.sweep.dir={tmp_path / 'sweep'}", check=False)  # fmt: skip
     assert result.returncode == 2
     (line,) = [line for line in result.stderr.splitlines() if line.strip()]
     assert line.startswith(said)
-    assert not [p for p in (tmp_path / "sweep").iterdir() if p.is_dir()]
+    folder = tmp_path / "sweep"
+    assert not folder.exists() or not [p for p in folder.iterdir() if p.is_dir()]

@@ -10,14 +10,12 @@ task function as under the basic launcher; nothing is dropped.
 """
 
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import (
     JobReturn,
     JobStatus,
@@ -28,6 +26,8 @@ from hydra.core.utils import (
 )
 from hydra.plugins.launcher import Launcher
 from omegaconf import open_dict
+
+from normlab.sweep_jobs import refuse
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +102,6 @@ class PackedLauncher(Launcher):
         if limit is not None and not (type(limit) is int and limit >= 1):  # true is no count
             refuse(f"hydra.launcher.max_members={limit}; allowed: an integer >= 1, or null "
                    "(16 on the CPU, one per 2 GiB of GPU memory up to 64)")  # fmt: skip
-        twice = named_twice(job_overrides, list(self.config.hydra.overrides.task))
-        if twice:
-            refuse(twice)
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
@@ -130,27 +127,3 @@ class PackedLauncher(Launcher):
                 ret.status, ret.return_value = JobStatus.COMPLETED, value
                 returns[i] = ret
         return returns
-
-
-def refuse(message: str) -> None:
-    """One line on stderr, exit code 2: before any job's folder is made, nothing trains."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-def named_twice(job_overrides, command_line: list[str]) -> str | None:
-    """The first job the sweep names twice (`seed=0,0`: one folder, one run), said in one line
-    by the values the `command_line` sweeps, with what is allowed; None when every job is named
-    once."""
-    parsed = OverridesParser.create().parse_overrides(command_line)
-    swept_keys = {o.get_key_element() for o in parsed if o.is_sweep_override()}
-    first_seen = {}
-    for i, overrides in enumerate(job_overrides):
-        key = tuple(sorted(overrides))
-        if key in first_seen:
-            swept = [o for o in overrides if o.split("=", 1)[0] in swept_keys]
-            shown = " ".join(swept) or " ".join(overrides)
-            return (f"the sweep names the job {shown} twice (jobs #{first_seen[key]} and #{i}: "
-                    "one folder, one run); allowed: each value once in a sweep")  # fmt: skip
-        first_seen[key] = i
-    return None
