@@ -9,6 +9,7 @@ from normlab import metric_names as names
 from normlab.callbacks.base import RecordingCallback
 
 NOT_YET = 2**62  # first_bad_step before any non-finite loss
+CHECK_EVERY = 50  # steps between reads of the first non-finite step (solo runs and packs)
 
 
 class StopOnDivergence(RecordingCallback):
@@ -22,7 +23,7 @@ class StopOnDivergence(RecordingCallback):
     and checkpoint), so a diverged run stops at most `every_n_steps - 1` steps late.
     """
 
-    def __init__(self, every_n_steps: int = 50):
+    def __init__(self, every_n_steps: int = CHECK_EVERY):
         super().__init__()
         self.every_n_steps = every_n_steps
         self.step: int | None = None

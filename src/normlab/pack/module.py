@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from normlab.callbacks.divergence import NOT_YET
+from normlab.callbacks.divergence import CHECK_EVERY, NOT_YET
 from normlab.optim import OptimSettings, grouped_sgd_with_schedule
 from normlab.pack.model import PackedModel
 
@@ -35,7 +35,7 @@ class PackedClassifier(pl.LightningModule):
         num_classes: int,
         lrs: list[float],
         optims: list[OptimSettings],
-        divergence_every: int = 50,
+        divergence_every: int = CHECK_EVERY,
     ):
         super().__init__()
         self.model = model

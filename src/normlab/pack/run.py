@@ -22,6 +22,7 @@ from normlab.callbacks.settings import statistics_callbacks
 from normlab.config import ConfigError, Settings, settings
 from normlab.console import EpochLine, quiet_console
 from normlab.data import dataset_spec
+from normlab.distributed import batch_sizes
 from normlab.job_files import put_back
 from normlab.metric_names import json_key
 from normlab.norms import NORMS, options_of
@@ -74,7 +75,7 @@ def pack_identity(identities: list[RunIdentity]) -> RunIdentity:
     return RunIdentity(settings, identity_hash(settings))
 
 
-def build_pack(members: list[Member], divergence_every: int = 50) -> PackedClassifier:
+def build_pack(members: list[Member]) -> PackedClassifier:
     """Each member's model as its solo run builds it (seeded by its seed), packed."""
     models, lrs = [], []
     for m in members:
@@ -84,7 +85,7 @@ def build_pack(members: list[Member], divergence_every: int = 50) -> PackedClass
         lrs.append(solo.lr)
     spec = dataset_spec(members[0].settings.data.name)
     optims = [m.settings.optim for m in members]
-    return PackedClassifier(PackedModel(models), spec.num_classes, lrs, optims, divergence_every)
+    return PackedClassifier(PackedModel(models), spec.num_classes, lrs, optims)
 
 
 def make_pack_trainer(
@@ -210,13 +211,14 @@ def train_pack(members: list[Member], identities, pack_root: Path) -> list[RunRe
     if any(found):
         trainer.test(module, datamodule=data, verbose=False)
     records = []
+    sgd_batch = batch_sizes(s, trainer.world_size)["sgd_batch_size"]  # as a solo run's record
     for k, (m, logger) in enumerate(zip(members, loggers, strict=True)):
         final = finals[k]
         if found[k]:
             final.update(member_values(trainer, k, "test"))
         final[names.EPOCHS] = float(trainer.current_epoch)
         final[names.STEPS] = float(trainer.global_step)
-        final[names.TRAIN_IMAGES] = float(trainer.global_step * s.data.batch_size)
+        final[names.TRAIN_IMAGES] = float(trainer.global_step * sgd_batch)
         diverged_at = module.diverged.get(k)
         if diverged_at is not None:
             final[names.DIVERGED_AT_STEP] = float(diverged_at)
