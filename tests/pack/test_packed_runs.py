@@ -37,9 +37,13 @@ def numbers_match(a: dict, b: dict, tolerance: float = 1e-9) -> list[str]:
 
 
 def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Each tag's (step, value) points in the order they were written. (A run writes several
+    event files; their names sort by second, then by a per-process counter as text, so ...9
+    comes after ...10 within one second, and the reader's file order is not the write order.)"""
     events = EventAccumulator(str(run_dir))
     events.Reload()
-    return {t: [(e.step, e.value) for e in events.Scalars(t)] for t in events.Tags()["scalars"]}
+    return {t: [(e.step, e.value) for e in sorted(events.Scalars(t), key=lambda e: e.wall_time)]
+            for t in events.Tags()["scalars"]}  # fmt: skip
 
 
 def pack_and_solo(tmp_path, base, variants):
