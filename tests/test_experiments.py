@@ -102,3 +102,46 @@ def test_parallel_launcher_finishes_its_jobs(tmp_path: Path, data):
     records = [json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")]
     assert sorted(r["norm"] for r in records) == ["batch", "group"]
     assert [r["status"] for r in records] == ["finished"] * 2, records
+
+
+def test_no_committed_study_file_names_a_machine_s_folder():
+    """Every text file under experiments/ (records, Hydra files, perf logs) is free of absolute
+    paths of the machine that ran it (normlab.report.portable rewrites them)."""
+    from normlab.report.portable import machine_paths
+
+    found = {}
+    for path in sorted((REPO / "experiments").rglob("*")):
+        if path.is_file() and path.suffix in {".json", ".jsonl", ".yaml", ".md", ".txt", ".csv"}:
+            paths = machine_paths(path.read_text(errors="replace"))
+            if paths:
+                found[str(path.relative_to(REPO))] = paths[:2]
+    assert found == {}
+
+
+def test_machine_paths_are_rewritten_from_where_the_run_sits_now(tmp_path):
+    """A run folder moved from the machine's sweep folder into a study: its Hydra files name the
+    study's folder and `.` for the checkout; its record's checkpoint and pack folder are
+    relative to it."""
+    from normlab.report.portable import machine_paths, make_portable
+
+    run = tmp_path / "experiments" / "study" / "runs" / "norm=batch,seed=1"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "hydra.yaml").write_text(
+        "hydra:\n  sweep:\n    dir: /work/sweeps/s1\n  runtime:\n    cwd: /home/me/normlab\n"
+        "    config_sources:\n    - path: /home/me/normlab/conf\n"
+        "    output_dir: /work/sweeps/s1/norm=batch,seed=1\n"
+    )
+    record = {"best_checkpoint": "/work/sweeps/s1/norm=batch,seed=1/checkpoints/best.ckpt",
+              "packed_with": {"pack": "pack-a", "folder": "/work/sweeps/s1/.packs/pack-a"},
+              "val_acc": 0.5}  # fmt: skip
+    (run / "metrics.json").write_text(json.dumps(record, indent=2))
+    make_portable(tmp_path / "experiments" / "study" / "runs", tmp_path)
+    hydra = (run / ".hydra" / "hydra.yaml").read_text()
+    assert machine_paths(hydra) == []
+    assert "dir: experiments/study/runs\n" in hydra and "cwd: .\n" in hydra
+    assert "output_dir: experiments/study/runs/norm=batch,seed=1\n" in hydra
+    assert json.loads((run / "metrics.json").read_text()) == {
+        "best_checkpoint": "checkpoints/best.ckpt",
+        "packed_with": {"pack": "pack-a", "folder": "../.packs/pack-a"},
+        "val_acc": 0.5,
+    }

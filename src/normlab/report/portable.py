@@ -1,0 +1,113 @@
+"""Committed run folders that name no machine's folders.
+
+A run's Hydra files (.hydra/hydra.yaml, a sweep's multirun.yaml) and older records
+(`best_checkpoint`, `packed_with.folder`) hold absolute paths of the machine that ran it.
+`make_portable(study_runs, repo)` rewrites them relative to the repository, from where each
+run folder sits now: the run's own folder, its sweep's folder, and the checkout it ran from
+(`.`). `machine_paths(text)` finds what is left.
+
+    python -m normlab.report.portable experiments/<study>/runs
+"""
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+MACHINE_PATH = re.compile(
+    r"(?<![\w.~-])/(?:work|tmp|home|root|opt|usr|mnt|scratch|srv|var|Users)/[^\s\"',\]}]*"
+)
+
+
+def machine_paths(text: str) -> list[str]:
+    """The absolute paths of a machine's folders in `text`."""
+    return MACHINE_PATH.findall(text)
+
+
+def replace_prefixes(text: str, prefixes: dict[str, str]) -> str:
+    """`text` with each absolute path that starts with a key of `prefixes` (longest first)
+    starting with its value instead."""
+
+    def portable(match: re.Match) -> str:
+        path = match.group(0)
+        for old in sorted(prefixes, key=len, reverse=True):
+            if path == old or path.startswith(old.rstrip("/") + "/"):
+                return prefixes[old] + path[len(old.rstrip("/")) :]
+        return path
+
+    return MACHINE_PATH.sub(portable, text)
+
+
+def run_prefixes(hydra_file: Path, run_dir: Path, repo: Path) -> dict[str, str]:
+    """The absolute folders a run's hydra.yaml names (its output folder, its sweep's folder, the
+    checkout it ran from), each mapped to where it is now, relative to `repo`."""
+    runtime = OmegaConf.load(hydra_file).hydra.runtime
+    here = os.path.relpath(run_dir, repo)
+    prefixes = {str(runtime.cwd): "."}
+    output = runtime.get("output_dir")
+    if output:
+        prefixes[str(output)] = here
+        prefixes[str(Path(output).parent)] = os.path.dirname(here)
+    return prefixes
+
+
+def portable_record(record: dict, output_dir: str | None) -> dict:
+    """A record's `best_checkpoint` relative to its run folder, and `packed_with.folder`
+    relative to it (as records have been written since the packs' folders moved with sweeps)."""
+    best = record.get("best_checkpoint")
+    if isinstance(best, str) and os.path.isabs(best):
+        record["best_checkpoint"] = "checkpoints/" + Path(best).name
+    pack = record.get("packed_with")
+    if isinstance(pack, dict) and os.path.isabs(pack.get("folder", "")):
+        base = output_dir or str(Path(pack["folder"]).parents[1] / "member")
+        pack["folder"] = os.path.relpath(pack["folder"], base)
+    return record
+
+
+def make_portable(runs: Path, repo: Path) -> list[Path]:
+    """Rewrites every run folder under `runs` (and its sweeps' multirun.yaml); returns the
+    files changed."""
+    changed = []
+    sweep_prefixes: dict[str, str] = {}
+    for hydra_file in sorted(Path(runs).rglob(".hydra/hydra.yaml")):
+        run_dir = hydra_file.parent.parent
+        prefixes = run_prefixes(hydra_file, run_dir, repo)
+        sweep_prefixes.update(
+            {k: v for k, v in prefixes.items() if v != os.path.relpath(run_dir, repo)}
+        )
+        output = OmegaConf.load(hydra_file).hydra.runtime.get("output_dir")
+        for path in sorted((run_dir / ".hydra").glob("*.yaml")):
+            text = path.read_text()
+            new = replace_prefixes(text, prefixes)
+            if new != text:
+                path.write_text(new)
+                changed.append(path)
+        record_file = run_dir / "metrics.json"
+        if record_file.is_file():
+            text = record_file.read_text()
+            record = portable_record(json.loads(text), None if output is None else str(output))
+            new = json.dumps(record, indent=2) + ("\n" if text.endswith("\n") else "")
+            if new != text:
+                record_file.write_text(new)
+                changed.append(record_file)
+    for path in sorted(Path(runs).rglob("multirun.yaml")):
+        text = path.read_text()
+        new = replace_prefixes(text, sweep_prefixes)
+        if new != text:
+            path.write_text(new)
+            changed.append(path)
+    return changed
+
+
+def main() -> None:
+    repo = Path.cwd()
+    for runs in sys.argv[1:]:
+        changed = make_portable(Path(runs), repo)
+        print(f"{runs}: {len(changed)} files rewritten")
+
+
+if __name__ == "__main__":
+    main()
