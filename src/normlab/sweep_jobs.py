@@ -1,7 +1,6 @@
 """A sweep's jobs as Hydra's basic sweeper expands them, and the one-line refusal of a sweep that
-names a job twice (`seed=0,0`: two jobs, one folder), before any job's folder is made: under
-every launcher (`RefuseJobsNamedTwice`, a Hydra callback in conf/hydra/default.yaml) and in the
-packed launcher, which checks the jobs it is handed."""
+names a job twice (`seed=0,0`: two jobs, one folder), before any job's folder is made, under
+every launcher (`RefuseJobsNamedTwice`, a Hydra callback in conf/hydra/default.yaml)."""
 
 import sys
 

@@ -260,7 +260,7 @@ def probe_images(s: Settings) -> int | None:
 
 def epoch_images(s: Settings) -> int:
     """The training images an epoch sees on one device (under trainer.limit_train_batches),
-    which PreciseBN's sample count does not exceed."""
+    an eighth of which bounds every probe (normlab.log_interval.probe_budget)."""
     return steps_per_epoch(s) * s.data.batch_size
 
 

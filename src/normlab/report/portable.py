@@ -13,6 +13,7 @@ import json
 import os
 import re
 import sys
+from functools import partial
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -41,30 +42,41 @@ def replace_prefixes(text: str, prefixes: dict[str, str]) -> str:
     return MACHINE_PATH.sub(portable, text)
 
 
-def run_prefixes(hydra_file: Path, run_dir: Path, repo: Path) -> dict[str, str]:
-    """The absolute folders a run's hydra.yaml names (its output folder, its sweep's folder, the
-    checkout it ran from), each mapped to where it is now, relative to `repo`."""
+def run_prefixes(hydra_file: Path, run_dir: Path, repo: Path) -> tuple[dict[str, str], str]:
+    """The absolute folders a run's hydra.yaml names (the checkout it ran from, its output
+    folder and its sweep's folder), each mapped to where it is now, relative to `repo`; and
+    the output folder as Hydra named it."""
     runtime = OmegaConf.load(hydra_file).hydra.runtime
     here = os.path.relpath(run_dir, repo)
-    prefixes = {str(runtime.cwd): "."}
-    output = runtime.get("output_dir")
-    if output:
-        prefixes[str(output)] = here
-        prefixes[str(Path(output).parent)] = os.path.dirname(here)
-    return prefixes
+    output = str(runtime.output_dir)
+    prefixes = {
+        str(runtime.cwd): ".",
+        output: here,
+        str(Path(output).parent): os.path.dirname(here),
+    }
+    return prefixes, output
 
 
-def portable_record(record: dict, output_dir: str | None) -> dict:
+def portable_record(record: dict, output_dir: str) -> dict:
     """A record's `best_checkpoint` relative to its run folder, and `packed_with.folder`
-    relative to it (as records have been written since the packs' folders moved with sweeps)."""
+    relative to the run's `output_dir` (as records have been written since the packs' folders
+    moved with their sweeps)."""
     best = record.get("best_checkpoint")
     if isinstance(best, str) and os.path.isabs(best):
         record["best_checkpoint"] = "checkpoints/" + Path(best).name
     pack = record.get("packed_with")
     if isinstance(pack, dict) and os.path.isabs(pack.get("folder", "")):
-        base = output_dir or str(Path(pack["folder"]).parents[1] / "member")
-        pack["folder"] = os.path.relpath(pack["folder"], base)
+        pack["folder"] = os.path.relpath(pack["folder"], output_dir)
     return record
+
+
+def rewrite(path: Path, new_text) -> bool:
+    """Writes `new_text(text)` over `path`'s text when it differs; whether it did."""
+    text = path.read_text()
+    new = new_text(text)
+    if new != text:
+        path.write_text(new)
+    return new != text
 
 
 def make_portable(runs: Path, repo: Path) -> list[Path]:
@@ -74,32 +86,24 @@ def make_portable(runs: Path, repo: Path) -> list[Path]:
     sweep_prefixes: dict[str, str] = {}
     for hydra_file in sorted(Path(runs).rglob(".hydra/hydra.yaml")):
         run_dir = hydra_file.parent.parent
-        prefixes = run_prefixes(hydra_file, run_dir, repo)
-        sweep_prefixes.update(
-            {k: v for k, v in prefixes.items() if v != os.path.relpath(run_dir, repo)}
-        )
-        output = OmegaConf.load(hydra_file).hydra.runtime.get("output_dir")
+        prefixes, output = run_prefixes(hydra_file, run_dir, repo)
+        sweep_prefixes.update({k: v for k, v in prefixes.items() if k != output})
         for path in sorted((run_dir / ".hydra").glob("*.yaml")):
-            text = path.read_text()
-            new = replace_prefixes(text, prefixes)
-            if new != text:
-                path.write_text(new)
+            if rewrite(path, partial(replace_prefixes, prefixes=prefixes)):
                 changed.append(path)
-        record_file = run_dir / "metrics.json"
-        if record_file.is_file():
-            text = record_file.read_text()
-            record = portable_record(json.loads(text), None if output is None else str(output))
-            new = json.dumps(record, indent=2) + ("\n" if text.endswith("\n") else "")
-            if new != text:
-                record_file.write_text(new)
-                changed.append(record_file)
+        record = run_dir / "metrics.json"
+        if record.is_file() and rewrite(record, partial(portable_json, output_dir=output)):
+            changed.append(record)
     for path in sorted(Path(runs).rglob("multirun.yaml")):
-        text = path.read_text()
-        new = replace_prefixes(text, sweep_prefixes)
-        if new != text:
-            path.write_text(new)
+        if rewrite(path, partial(replace_prefixes, prefixes=sweep_prefixes)):
             changed.append(path)
     return changed
+
+
+def portable_json(text: str, output_dir: str) -> str:
+    """A record's text (as record.py writes it: indent 2) after portable_record."""
+    new = json.dumps(portable_record(json.loads(text), output_dir), indent=2)
+    return new + ("\n" if text.endswith("\n") else "")
 
 
 def main() -> None:
