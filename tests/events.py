@@ -29,3 +29,51 @@ def hparams(run_dir: Path) -> tuple[dict, list[str]]:
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"])
     metrics = [m.name.tag for m in experiment.experiment.metric_infos]
     return values, metrics
+
+
+def compare_tag_names(a: str, b: str) -> int:
+    """TensorBoard's order of tags and of the groups they form (its web app's `compareTagNames`,
+    tensorboard/webapp/metrics/views/main_view/common_selectors.ts; the same in the Scalars
+    tab): numbers compared as numbers, '/', '_' and digits before other characters, then
+    character codes."""
+    i = j = 0
+    while True:
+        if i == len(a):
+            return 0 if j == len(b) else -1
+        if j == len(b):
+            return 1
+        if a[i].isdigit() and b[j].isdigit():
+            start_a, start_b = i, j
+            i, j = number_end(a, i + 1), number_end(b, j + 1)
+            x, y = float(a[start_a:i]), float(b[start_b:j])
+            if x != y:
+                return -1 if x < y else 1
+            continue
+        if breaks(a[i]) != breaks(b[j]):
+            return -1 if breaks(a[i]) else 1
+        if not breaks(a[i]) and a[i] != b[j]:
+            return -1 if a[i] < b[j] else 1
+        i, j = i + 1, j + 1
+
+
+def breaks(c: str) -> bool:
+    return c in "/_" or c.isdigit()
+
+
+def number_end(s: str, i: int) -> int:
+    """Where the number that starts before `i` ends (digits, a fraction, an exponent)."""
+    state = "natural"
+    while i < len(s):
+        c = s[i]
+        if state in ("natural", "real") and c in "eE":
+            state = "sign"
+        elif state == "natural" and c == ".":
+            state = "real"
+        elif state in ("natural", "real", "exponent") and not c.isdigit():
+            break
+        elif state == "sign":
+            if not (c.isdigit() or c in "+-"):
+                break
+            state = "exponent"
+        i += 1
+    return i

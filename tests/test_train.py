@@ -84,8 +84,8 @@ def test_multirun_2x2_gives_4_runs_side_by_side(tmp_path):
         assert name == f"norm={metrics['norm']},data.batch_size={metrics['batch_size']}"
         assert "model=cnn" in metrics["overrides"]  # the constant ones are recorded there
     runs = tensorboard_runs(sweep)
-    assert set(runs) == names
-    assert all("val/acc" in tags for tags in runs.values())
+    assert set(runs) == names | {"."}  # the sweep's root: its HPARAMS experiment, no scalars
+    assert all("val/acc" in runs[name] for name in names) and not runs["."]
 
 
 def test_missing_dataset_is_one_clear_line(tmp_path):
@@ -132,7 +132,7 @@ def test_divergence_stops_the_run_and_is_recorded(tmp_path):
     assert metrics["status"] == "diverged" and 0 <= metrics["step"] < 20
     assert metrics["diverged_at_step"] == metrics["step"]
     scalars = tensorboard_runs(run_dir)["."]
-    assert "hp/diverged_at_step" in scalars
+    assert "z_hp/diverged_at_step" in scalars
 
 
 def test_a_finished_run_is_not_trained_again(tmp_path, caplog):

@@ -4,21 +4,29 @@ the table of final values that metrics.json, the HPARAMS tab and the report all 
 import re
 from dataclasses import dataclass
 
-# Tags. Layer tags take the layer's name (e.g. stage2.conv1.norm); summaries over layers end in
-# _mean and _max (normlab.callbacks.board.layer_scalars).
+# Tags. The question's (val/, train/, test/: Lightning's names) come first in TensorBoard, which
+# sorts groups by name; the statistics callbacks' groups start with LATER so that they sort after
+# them (metrics.json keys leave it out: json_key). Layer tags take the layer's name (e.g.
+# stage2.conv1.norm); summaries over layers end in _mean and _max (callbacks.board.layer_scalars).
+LATER = "z_"
 VAL_ACC, TEST_ACC = "val/acc", "test/acc"
-GAP_VAL_ACC_EVAL, GAP_VAL_ACC_TRAIN = "gap/val_acc_eval", "gap/val_acc_train"
-GAP_VAL_LOSS_EVAL, GAP_VAL_LOSS_TRAIN = "gap/val_loss_eval", "gap/val_loss_train"
-GAP_ACC, GAP_LOSS = "gap/acc", "gap/loss"  # train mode minus eval mode
-GAP_GENERALIZATION = "gap/generalization"  # train/acc - val/acc
-GAP_ACTIVATION_LAYER, GAP_ACTIVATION = "gap/{}/activation_distance", "gap/activation_distance"
-DRIFT_LAYER, DRIFT = "drift/{}/{}", "stats/drift_{}"  # (layer, measure), measure
+GAP = LATER + "gap/"
+GAP_VAL_ACC_EVAL, GAP_VAL_ACC_TRAIN = GAP + "val_acc_eval", GAP + "val_acc_train"
+GAP_VAL_LOSS_EVAL, GAP_VAL_LOSS_TRAIN = GAP + "val_loss_eval", GAP + "val_loss_train"
+GAP_ACC, GAP_LOSS = GAP + "acc", GAP + "loss"  # train mode minus eval mode
+GAP_GENERALIZATION = GAP + "generalization"  # train/acc - val/acc
+GAP_ACTIVATION_LAYER, GAP_ACTIVATION = GAP + "{}/activation_distance", GAP + "activation_distance"
+DRIFT_LAYER_PREFIX = LATER + "drift/"
+DRIFT_LAYER, DRIFT = DRIFT_LAYER_PREFIX + "{}/{}", LATER + "stats/drift_{}"  # (layer, measure)
 DRIFT_TO_BATCH = DRIFT.format("mean_to_batch") + "_mean"
 DRIFT_CHANGE = DRIFT.format("mean_change") + "_mean"
-PRECISE_MEAN_LAYER, PRECISE_STD_LAYER = "precise/{}/mean_distance", "precise/{}/std_distance"
-PRECISE_DISTANCE_PREFIX = "precise/distance"
+PRECISE = LATER + "precise/"
+PRECISE_MEAN_LAYER, PRECISE_STD_LAYER = PRECISE + "{}/mean_distance", PRECISE + "{}/std_distance"
+PRECISE_DISTANCE_PREFIX = PRECISE + "distance"
 PRECISE_DISTANCE = PRECISE_DISTANCE_PREFIX + "_mean"
-VAL_ACC_POPULATION = "precise/val_acc_population"
+VAL_ACC_POPULATION = PRECISE + "val_acc_population"
+EPOCH, LR = "train/epoch", "train/lr"  # Lightning's `epoch` and LearningRateMonitor's lr-SGD
+HPARAM = LATER + "hp/"  # the HPARAMS tab's metric columns: HPARAM + Final.column
 DIVERGED_AT_STEP = "diverged_at_step"
 # What every epoch logs, so what best.ckpt can be chosen by (callbacks.checkpoint.monitor).
 EPOCH_METRICS = (VAL_ACC, "val/loss", "train/acc", "train/loss")
@@ -36,14 +44,14 @@ def is_layer_tag(tag: str) -> bool:
 
 
 def json_key(tag: str) -> str:
-    """metrics.json's key for a tag: val/acc -> val_acc."""
-    return tag.replace("/", "_")
+    """metrics.json's key for a tag: val/acc -> val_acc, z_gap/acc -> gap_acc."""
+    return tag.removeprefix(LATER).replace("/", "_")
 
 
 @dataclass(frozen=True)
 class Final:
-    """A run's final value: summary.csv column `column` and HPARAMS column hp/<column> (when
-    `hparam`), read from tag `tag` (metrics.json key json_key(tag)). `absent`: the documented
+    """A run's final value: summary.csv column `column` and HPARAMS column HPARAM + `column`
+    (when `hparam`), read from tag `tag` (metrics.json key json_key(tag)). `absent`: the documented
     value an HPARAMS cell shows for a run without it (never NaN, which hides the run in the
     parallel-coordinates view); None: the run always has it."""
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from normlab import metric_names as names
 from normlab.atomic_write import DiskFull, disk_full_in_chain
-from normlab.callbacks.board import every_norm_option, final_record, start_record
+from normlab.callbacks.board import BoardLogger, every_norm_option, final_record, start_record
 from normlab.callbacks.divergence import CheckpointUnlessDiverged, StopOnDivergence
 from normlab.callbacks.settings import statistics_callbacks
 from normlab.compile import compile_enabled, compile_mode, compile_model
@@ -281,7 +281,7 @@ def make_trainer(
     `purge_step` on) and callbacks; Lightning's own refusals as one-line ConfigErrors, before
     any data is read."""
     # version="" puts the events in the run folder itself: one TensorBoard run per Hydra run.
-    logger = TensorBoardLogger(save_dir=str(run_dir), name="", version="", purge_step=purge_step,
+    logger = BoardLogger(save_dir=str(run_dir), name="", version="", purge_step=purge_step,
                                **asdict(s.logger))  # fmt: skip
     divergence = StopOnDivergence()
     checkpoint = CheckpointUnlessDiverged(
@@ -419,7 +419,8 @@ def run(config: DictConfig | Settings, run_dir: Path | None = None) -> RunRecord
             compile_model(module.model, device_type)
             log.info("compile: torch.compile, mode %s", compile_mode(device_type) or "default")
         choices = s.key_choices(fit.trainer.world_size)
-        start_record(fit.logger, every_norm_option(choices, {n: options_of(n) for n in NORMS}))
+        options = every_norm_option(choices, {n: options_of(n) for n in NORMS})
+        start_record(fit.logger, options, experiment=not in_sweep())
         with interruption_recorded(fit.trainer, [(run_dir, s, None)]):
             fit.trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
         results = final_results(fit, module, data, s)

@@ -29,7 +29,7 @@ def test_a_short_run_draws_drift_and_loss_curves_and_records_the_interval(tmp_pa
     train_here(*overrides, run_dir=run_dir)
     values = scalars(run_dir)
     steps = len(values["train/loss_step"])
-    assert steps >= 20 and len(values["stats/drift_mean_to_batch_mean"]) == 5
+    assert steps >= 20 and len(values["z_stats/drift_mean_to_batch_mean"]) == 5
     identity = RunIdentity.of(settings(compose(overrides)))
     assert identity.settings["callbacks.drift.every_n_steps"] == 8
 

@@ -166,12 +166,12 @@ def test_the_callbacks_name_a_converted_models_layers_by_path(tmp_path, model, n
     assert record.metrics["status"] == "finished"
     tags = scalars(tmp_path / "run")
     if norm == "batch":
-        assert f"drift/{layer}/mean_to_batch" in tags
-        assert f"gap/{layer}/activation_distance" in tags
-        assert f"precise/{layer}/mean_distance" in tags
+        assert f"z_drift/{layer}/mean_to_batch" in tags
+        assert f"z_gap/{layer}/activation_distance" in tags
+        assert f"z_precise/{layer}/mean_distance" in tags
     else:
         assert record.metrics["gap_acc"] == 0.0 and record.metrics["gap_loss"] == 0.0
-        assert not any(tag.startswith("drift/") for tag in tags)
+        assert not any(tag.startswith("z_drift/") for tag in tags)
 
 
 @pytest.mark.parametrize(

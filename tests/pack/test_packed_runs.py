@@ -95,14 +95,15 @@ def test_each_member_is_measured_by_the_statistics_callbacks_as_its_solo_run(tmp
         assert numbers_match(p.metrics, s.metrics) == []
         ours, theirs = scalars(p.run_dir), scalars(s.run_dir)
         assert ours.keys() == theirs.keys()
-        measured = [t for t in ours if t.startswith(("drift/", "gap/", "precise/", "stats/"))]
-        assert {t.split("/")[0] for t in measured} == {"drift", "gap", "precise", "stats"}
+        groups = ("z_drift", "z_gap", "z_precise", "z_stats")
+        measured = [t for t in ours if t.startswith(tuple(g + "/" for g in groups))]
+        assert {t.split("/")[0] for t in measured} == set(groups)
         for tag in ours:
             assert [step for step, _ in ours[tag]] == [step for step, _ in theirs[tag]], tag
             assert values(ours[tag]) == pytest.approx(values(theirs[tag]), abs=1e-6), tag
         assert histograms(p.run_dir) == histograms(s.run_dir) != {}
-    crossed = scalars(packed[1].run_dir)["stats/drift_mean_to_batch_mean"]
-    solo_0 = scalars(solo[0].run_dir)["stats/drift_mean_to_batch_mean"]
+    crossed = scalars(packed[1].run_dir)["z_stats/drift_mean_to_batch_mean"]
+    solo_0 = scalars(solo[0].run_dir)["z_stats/drift_mean_to_batch_mean"]
     assert values(crossed) != pytest.approx(values(solo_0))
 
 

@@ -1,6 +1,8 @@
 """What the callbacks write to TensorBoard besides the module's scalars: step-exact scalars, the
 custom-scalars layout and the HPARAMS record."""
 
+import re
+
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 from tensorboard.plugins.hparams import plugin_data_pb2
@@ -8,11 +10,11 @@ from torch.utils.tensorboard.summary import hparams as tensorboard_hparams
 
 from normlab import metric_names as names
 
-# The HPARAMS tab's metric columns, hp/<column>, each filled from its final tag: the question's
-# first (accuracy, then the train/eval gap and the drift that explain it).
+# The HPARAMS tab's metric columns, names.HPARAM + <column>, each filled from its final tag:
+# the question's first (accuracy, then the train/eval gap and the drift that explain it).
 FIRST_METRICS = ("val_acc", "test_acc", "gap_acc", "drift_to_batch")
 HPARAM_METRICS = {
-    f"hp/{f.column}": f.tag
+    names.HPARAM + f.column: f.tag
     for f in sorted(
         names.FINALS,
         key=lambda f: (
@@ -22,10 +24,14 @@ HPARAM_METRICS = {
     if f.hparam
 }
 # TensorBoard sorts HPARAMS columns by (not differs, name): marking `norm` as the column that
-# differs puts it first, then the rest by name (batch_size, dataset, ..., lr, ...).
+# differs in a run's own summary puts it first, then the rest by name (batch_size, dataset, ...);
+# a sweep's summary (normlab.sweep_hparams) lists only the columns that differ.
 LEAD_HPARAM = "norm"
-ABSENT = {f"hp/{f.column}": f.absent for f in names.FINALS if f.hparam and f.absent is not None}
+ABSENT = {
+    names.HPARAM + f.column: f.absent for f in names.FINALS if f.hparam and f.absent is not None
+}
 NOT_APPLICABLE = "n/a"  # an HPARAMS cell for an option the run's norm does not have
+INTEGER_WIDTH = 8  # an integer's HPARAMS cell: text this wide (hparam_cell)
 
 # Custom Scalars: the question's charts first (validation accuracy, the training loss per
 # step), then one quantity per chart, a layer summary's mean and max in charts of their own.
@@ -70,6 +76,20 @@ LAYOUT = {
 }
 
 
+class BoardLogger(TensorBoardLogger):
+    """Lightning's TensorBoardLogger, with Lightning's epoch counter under train/epoch and
+    LearningRateMonitor's lr-SGD under train/lr, so that no group sorts before the question's
+    (TensorBoard orders groups by name: epoch and lr-SGD would lead)."""
+
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        super().log_metrics({board_tag(k): v for k, v in metrics.items()}, step)
+
+
+def board_tag(key: str) -> str:
+    """A logged key as BoardLogger writes it: epoch -> train/epoch, lr-SGD/pg1 -> train/lr/pg1."""
+    return names.EPOCH if key == "epoch" else re.sub(r"^lr-[^/]+", names.LR, key)
+
+
 def log_now(trainer, metrics: dict[str, float]) -> None:
     """Write scalars to every logger at the current step (not at Lightning's log cadence)."""
     if metrics and trainer.is_global_zero:
@@ -91,43 +111,59 @@ def layer_scalars(
 
 
 @rank_zero_only
-def start_record(logger, hparams: dict) -> None:
-    """The HPARAMS row declaring its metric columns, and the custom layout. No metric value is
+def start_record(logger, hparams: dict, experiment: bool = True) -> None:
+    """The run's HPARAMS row, declaring its metric columns as the experiment (`experiment`: a run
+    seen alone; a sweep's runs leave the experiment to normlab.sweep_hparams, as TensorBoard
+    reads one experiment summary, the first it finds), and the custom layout. No metric value is
     written now (no NaN placeholder in the Scalars tab): final_record writes them at the end."""
     logger.log_hyperparams(hparams)  # hparams.yaml; no summary (no metrics given)
     if isinstance(logger, TensorBoardLogger):
-        plain = {k: v if isinstance(v, bool | int | float | str) else str(v)
-                 for k, v in hparams.items()}  # fmt: skip
+        cells = {k: hparam_cell(k, v) for k, v in hparams.items()}
         writer = logger.experiment._get_file_writer()
-        experiment, *sessions = tensorboard_hparams(plain, dict.fromkeys(HPARAM_METRICS, 0.0))
-        for summary in (lead_with(experiment, LEAD_HPARAM), *sessions):
-            writer.add_summary(summary)
+        summary, *sessions = tensorboard_hparams(cells, dict.fromkeys(HPARAM_METRICS, 0.0))
+        if experiment:
+            writer.add_summary(describe(summary, differs={LEAD_HPARAM}))
+        for session in sessions:
+            writer.add_summary(session)
         logger.experiment.add_custom_scalars(LAYOUT)
 
 
-def lead_with(experiment, name: str):
-    """The HPARAMS experiment summary with column `name` marked as the one that differs."""
+def describe(experiment, differs: set[str]):
+    """The HPARAMS experiment summary with the columns `differs` marked as differing (TensorBoard
+    lists them first, and shows the first five), and each metric column named by its record
+    column (val_acc, not z_hp/val_acc)."""
     value = experiment.value[0]
     data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
     for info in data.experiment.hparam_infos:
-        info.differs = info.name == name
+        info.differs = info.name in differs
+    for info in data.experiment.metric_infos:
+        info.display_name = info.name.tag.removeprefix(names.HPARAM)
     value.metadata.plugin_data.content = data.SerializeToString()
     return experiment
 
 
-def option_text(value) -> str:
-    """A norm option as its HPARAMS cell: text, one type for every run (a number in one run and
-    'n/a' in another would cut the other's line in the parallel-coordinates view)."""
+def hparam_cell(key: str, value) -> bool | float | str:
+    """A value as its HPARAMS cell. TensorBoard shows every number with 5 significant digits
+    (4.0000) and sorts text as text, so an integer is text right-aligned to INTEGER_WIDTH: it
+    reads 4 and sorts in numeric order. A norm option is text in every run (a number in one run
+    and 'n/a' in another would cut the other's line in the parallel-coordinates view)."""
+    if isinstance(value, bool) and not key.startswith("norm."):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return f"{value:>{INTEGER_WIDTH}}"
+    if isinstance(value, float) and not key.startswith("norm."):
+        return value
     return NOT_APPLICABLE if value is None else str(value)
 
 
 def every_norm_option(hparams: dict, options: dict[str, list[str]]) -> dict:
     """`hparams` with a ``norm.<option>`` entry for every option of every norm (`options`: norm
     name -> its option names), NOT_APPLICABLE where the run's norm lacks it (or leaves it
-    unset): each run of a sweep then declares the same HPARAMS columns, of one type (text),
-    whichever run TensorBoard reads first."""
+    unset): each run of a sweep then declares the same HPARAMS columns whichever run TensorBoard
+    reads first."""
     every = sorted({o for names in options.values() for o in names})
-    own = {k: option_text(v) for k, v in hparams.items() if k.startswith("norm.")}
+    own = {k: NOT_APPLICABLE if v is None else v
+           for k, v in hparams.items() if k.startswith("norm.")}  # fmt: skip
     return {**{f"norm.{o}": NOT_APPLICABLE for o in every}, **hparams, **own}
 
 

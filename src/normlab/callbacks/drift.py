@@ -127,7 +127,8 @@ class RunningStatsDrift(RecordingCallback):
         for metric, per_layer in values.items():
             tag, summary = names.DRIFT_LAYER.format("{}", metric), names.DRIFT.format(metric)
             metrics.update(layer_scalars(per_layer, tag, summary))
-        self.summary = {k: v for k, v in metrics.items() if not k.startswith("drift/")}
+        layer_tag = names.DRIFT_LAYER_PREFIX
+        self.summary = {k: v for k, v in metrics.items() if not k.startswith(layer_tag)}
         log_now(trainer, metrics)
 
     @override

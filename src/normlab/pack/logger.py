@@ -2,16 +2,16 @@
 
 import re
 
-from pytorch_lightning.loggers import TensorBoardLogger
+from normlab.callbacks.board import BoardLogger
 
 MEMBER_KEY = re.compile(r"member(\d+)/(.+)")
 PARAM_GROUP_KEY = re.compile(r"(lr-[^/]+)/pg(\d+)")  # LearningRateMonitor's, one group each
 
 
-class MemberLogger(TensorBoardLogger):
+class MemberLogger(BoardLogger):
     """A TensorBoardLogger in member `index`'s run folder that writes only that member's
     values: ``member<index>/<tag>`` as <tag>, its param group's lr as a solo run names it
-    (``lr-SGD``), and values of the whole pack (``epoch``) as they are."""
+    (``lr-SGD``, written train/lr), and values of the whole pack (``epoch``) as they are."""
 
     def __init__(self, index: int, save_dir: str, **options):
         super().__init__(save_dir=save_dir, name="", version="", **options)

@@ -200,7 +200,8 @@ def train_pack(members: list[Member], identities, pack_root: Path) -> list[RunRe
     data.prepare_data()
     for m, logger in zip(members, loggers, strict=True):
         choices = m.settings.key_choices()
-        start_record(logger, every_norm_option(choices, {n: options_of(n) for n in NORMS}))
+        options = every_norm_option(choices, {n: options_of(n) for n in NORMS})
+        start_record(logger, options, experiment=False)  # a pack is a sweep's
     with interruption_recorded(trainer, [(m.run_dir, m.settings, m.overrides) for m in members]):
         trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
     fit_seconds = fit_time.seconds()
