@@ -1,15 +1,7 @@
-"""Train a CNN with a normlab norm: python train.py norm=group data.batch_size=8 (see README)."""
+"""Train a CNN with a normlab norm: python train.py norm=group data.batch_size=8 (see README).
+The one entry point, as the normlab-train command is: normlab.cli.train."""
 
-import hydra
-from omegaconf import DictConfig
-
-from normlab.train import run_and_record
-
-
-@hydra.main(config_path="conf", config_name="train", version_base="1.3")
-def main(cfg: DictConfig) -> float:
-    return run_and_record(cfg)
-
+from normlab.cli import train
 
 if __name__ == "__main__":
-    main()
+    train()

@@ -23,7 +23,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 
 from normlab import callbacks
-from normlab.train import run
+from normlab.run.fit import run
 
 REPO = Path(__file__).resolve().parents[1]
 HOOKS = ("on_train_start", "on_train_batch_start", "on_train_batch_end",

@@ -7,7 +7,7 @@ from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from omegaconf import DictConfig
 
-from normlab.config import Settings, settings
+from normlab.config import Settings, load_settings
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -20,4 +20,4 @@ def compose(overrides=(), hydra: bool = False) -> DictConfig:
 
 def make(overrides=()) -> Settings:
     """The checked Settings of conf/train.yaml with these overrides."""
-    return settings(compose(overrides))
+    return load_settings(compose(overrides))

@@ -5,7 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from normlab.train import RunRecord, run
+from normlab.run.fit import run
+from normlab.run.record import RunRecord
 from tests.configs import compose
 from tests.data.tiny_cifar import write_tiny_cifar10
 

@@ -9,11 +9,11 @@ import torch
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from normlab.config import ConfigError, Settings, run_name, settings
+from normlab.config import ConfigError, Settings, load_settings, run_name
 from normlab.data import dataset_spec
 from normlab.norms import NORMS, registry
 from normlab.optim import Schedule
-from normlab.train import build_module
+from normlab.run.build import build_module
 from tests.configs import compose, make
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -35,7 +35,7 @@ def test_option_composes_and_resolves(group, option):
     cfg = compose_train([f"{group}={option}"], hydra=True)
     OmegaConf.resolve(cfg)  # every interpolation, hydra's run and sweep dirs included
     assert "/runs/" in cfg.hydra.run.dir
-    assert isinstance(settings(cfg), Settings)
+    assert isinstance(load_settings(cfg), Settings)
 
 
 def classifies(module, data: str, batch: int = 2) -> bool:

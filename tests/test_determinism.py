@@ -5,7 +5,7 @@ import json
 import pytest
 from hydra import compose, initialize_config_dir
 
-from normlab.train import run
+from normlab.run.fit import run
 from tests.runs import REPO, tiny_overrides
 
 pytestmark = pytest.mark.slow

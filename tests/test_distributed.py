@@ -8,7 +8,7 @@ import pytest
 from normlab.config import ConfigError
 from normlab.distributed import batch_sizes
 from normlab.norms import BatchNorm2d
-from normlab.train import build_module
+from normlab.run.build import build_module
 from tests.configs import make
 from tests.data.tiny_cifar import write_tiny_cifar10
 from tests.runs import train

@@ -10,9 +10,9 @@ import torch
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from normlab.config import parallel_jobs, settings
+from normlab.config import load_settings, parallel_jobs
 from normlab.data import dataset_spec
-from normlab.train import build_module
+from normlab.run.build import build_module
 from tests.configs import compose
 from tests.runs import REPO, tiny_overrides, train
 
@@ -58,7 +58,7 @@ def test_sweep_size(name):
 def test_every_job_builds(name, variant):
     extra = EXPERIMENTS[name][1] if variant == "cpu" else []
     for job in jobs(name, extra):
-        s = settings(make([f"experiment={name}", *job]))
+        s = load_settings(make([f"experiment={name}", *job]))
         module, spec = build_module(s), dataset_spec(s.data.name)
         x = torch.randn(2, spec.in_channels, spec.image_size, spec.image_size)
         with torch.no_grad():

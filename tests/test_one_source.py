@@ -14,7 +14,7 @@ from normlab.data.datamodule import DataSettings
 from normlab.models import CnnSettings, ExternalModelSettings, ResNetSettings
 from normlab.norms import NORMS, build, registry
 from normlab.optim import OptimSettings
-from normlab.run_identity import flat
+from normlab.run.identity import flat
 from tests.test_config import make
 
 CONF = Path(__file__).resolve().parents[1] / "conf"

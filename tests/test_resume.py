@@ -17,7 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from normlab.config import ConfigError
 from normlab.report import collect
-from normlab.resume import (
+from normlab.run.resume import (
     AtomicCheckpointIO,
     FitTimeInCheckpoint,
     RngStateInCheckpoint,

@@ -141,7 +141,7 @@ def test_a_finished_run_is_not_trained_again(tmp_path, caplog):
     first = train_here(*args, run_dir=run_dir)
     before = (run_dir / "metrics.json").read_text()
     checkpoint = (run_dir / "checkpoints" / "best.ckpt").stat().st_mtime_ns
-    with caplog.at_level("INFO", logger="normlab.train"):
+    with caplog.at_level("INFO", logger="normlab.run.fit"):
         again = train_here(*args, run_dir=run_dir)
     assert "already finished" in caplog.text and again.metrics == first.metrics
     assert (run_dir / "metrics.json").read_text() == before

@@ -1,12 +1,13 @@
-"""normlab-train: train.py's Hydra entry point, from anywhere in an editable install. It imports
-only what training needs (normlab-report is normlab.report.__main__:main)."""
+"""The Hydra entry point of training: `python train.py` and the `normlab-train` command (from
+anywhere in an editable install) both call `train`. It imports only what training needs
+(normlab-report is normlab.report.__main__:main)."""
 
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-from normlab.train import run_and_record
+from normlab.run.fit import run_and_record
 
 CONF = Path(__file__).resolve().parents[2] / "conf"  # the repository's conf/
 

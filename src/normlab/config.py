@@ -1,6 +1,6 @@
 """The typed config: every group's schema, registered with Hydra's ConfigStore, and
-settings(cfg), which turns the composed config, once, into the validated Settings that the rest
-of normlab reads. Also the run-name and parallel-jobs resolvers."""
+load_settings(cfg), which turns the composed config, once, into the validated Settings that the
+rest of normlab reads. Also the run-name and parallel-jobs resolvers."""
 
 import dataclasses
 import hashlib
@@ -86,18 +86,19 @@ def run_name(
 
 OmegaConf.register_new_resolver("run_name", run_name, replace=True)
 
-GIB_PER_PACKED_RUN = 8  # GPU memory set aside per packed run (a CIFAR ResNet at batch 512: ~3 GiB)
+# GPU memory set aside per run of the parallel launcher (a CIFAR ResNet at batch 512: ~3 GiB)
+GIB_PER_PARALLEL_RUN = 8
 
 
 def parallel_jobs() -> int:
     """The parallel launcher's default n_jobs. On a GPU, small-batch runs are bound by the host
-    launching kernels, not by the GPU, so runs are packed onto it: one per two CPU cores, at
-    most one per GIB_PER_PACKED_RUN GiB of GPU memory, at most 8. On the CPU: 2."""
+    launching kernels, not by the GPU, so several run on it side by side: one per two CPU cores,
+    at most one per GIB_PER_PARALLEL_RUN GiB of GPU memory, at most 8. On the CPU: 2."""
     if not torch.cuda.is_available():
         return 2
     memory_gib = torch.cuda.get_device_properties(0).total_memory / 2**30
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(8, (cores or 2) // 2, int(memory_gib // GIB_PER_PACKED_RUN)))
+    return max(1, min(8, (cores or 2) // 2, int(memory_gib // GIB_PER_PARALLEL_RUN)))
 
 
 OmegaConf.register_new_resolver("parallel_jobs", parallel_jobs, replace=True)
@@ -275,7 +276,7 @@ def plain_value(value):
     return getattr(value, "value", value)
 
 
-def settings(cfg: DictConfig) -> Settings:
+def load_settings(cfg: DictConfig) -> Settings:
     """The composed config as validated Settings: ConfigError (one line) for a value normlab
     refuses. Hydra itself has already refused wrong types and unknown keys or choices."""
     cfg = cfg.copy()

@@ -16,7 +16,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from normlab.run_lock import LOCK
+from normlab.run.lock import LOCK
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from normlab import metric_names as names
-from normlab.train import run
+from normlab.run.fit import run
 from tests.configs import compose
 from tests.data.available import needs_fashion_mnist
 from tests.data.tiny_cifar import write_tiny_cifar10

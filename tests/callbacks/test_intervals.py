@@ -2,8 +2,8 @@
 no more often than every 8th step)."""
 
 from normlab.callbacks.settings import CallbacksSettings, statistics_callbacks
-from normlab.config import settings
-from normlab.run_identity import RunIdentity
+from normlab.config import load_settings
+from normlab.run.identity import RunIdentity
 from tests.configs import compose
 from tests.events import scalars
 from tests.runs import tiny_overrides, train_here
@@ -30,7 +30,7 @@ def test_a_short_run_draws_drift_and_loss_curves_and_records_the_interval(tmp_pa
     values = scalars(run_dir)
     steps = len(values["train/loss_step"])
     assert steps >= 20 and len(values["z_stats/drift_mean_to_batch_mean"]) == 5
-    identity = RunIdentity.of(settings(compose(overrides)))
+    identity = RunIdentity.of(load_settings(compose(overrides)))
     assert identity.settings["callbacks.drift.every_n_steps"] == 8
 
 
@@ -40,10 +40,10 @@ def test_precise_bn_samples_at_most_the_images_a_limited_epoch_trains_on(tmp_pat
     beside its training. A full epoch keeps 4,096 and every validation image."""
     from normlab.callbacks.population import PopulationStats
     from normlab.callbacks.train_eval_gap import TrainEvalGap
-    from normlab.train import make_trainer
+    from normlab.run.trainer import make_trainer
 
     def population(overrides) -> PopulationStats:
-        s = settings(compose(["data.batch_size=8", *overrides]))
+        s = load_settings(compose(["data.batch_size=8", *overrides]))
         fit = make_trainer(s, tmp_path, RunIdentity.of(s))
         (callback,) = [c for c in fit.statistics if isinstance(c, PopulationStats)]
         (gap,) = [c for c in fit.statistics if isinstance(c, TrainEvalGap)]

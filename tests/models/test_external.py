@@ -12,7 +12,7 @@ from normlab.config import ConfigError
 from normlab.models import build_model
 from normlab.models.external import with_norms
 from normlab.norms import BatchNorm2d, GroupNorm, build, convert, norm_factory
-from normlab.train import build_module, norm_layers, require_a_swap
+from normlab.run.build import build_module, norm_layers, require_a_swap
 from tests.configs import make
 
 F64 = torch.float64

@@ -10,10 +10,10 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from normlab.config import settings
+from normlab.config import load_settings
 from normlab.pack.run import Member, run_pack
 from normlab.report import aggregate, collect
-from normlab.train import run
+from normlab.run.fit import run
 from tests.configs import compose
 from tests.data.tiny_cifar import write_tiny_cifar10
 from tests.runs import REPO, tiny_overrides
@@ -47,7 +47,7 @@ def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def pack_and_solo(tmp_path, base, variants):
-    members = [Member(settings(compose(base + v)), tmp_path / f"packed{k}", v)
+    members = [Member(load_settings(compose(base + v)), tmp_path / f"packed{k}", v)
                for k, v in enumerate(variants)]  # fmt: skip
     packed = run_pack(members, tmp_path / "packs")
     solo = [run(compose(base + v), run_dir=tmp_path / f"solo{k}") for k, v in enumerate(variants)]
@@ -133,7 +133,7 @@ def test_members_read_per_image_data_in_default_workers_as_their_solo_runs(tmp_p
 def test_a_diverging_member_is_recorded_diverged_and_the_others_go_on(tmp_path):
     base = tiny_overrides(tmp_path) + FLOAT64 + ["norm=batch"]
     variants = [["seed=0"], ["seed=0", "optim.base_lr=1e9"], ["seed=1"]]
-    members = [Member(settings(compose(base + v)), tmp_path / f"packed{k}", v)
+    members = [Member(load_settings(compose(base + v)), tmp_path / f"packed{k}", v)
                for k, v in enumerate(variants)]  # fmt: skip
     packed = run_pack(members, tmp_path / "packs")
     assert packed[1].metrics["status"] == "diverged"
@@ -249,7 +249,7 @@ def test_a_killed_pack_resumes_every_member_exactly(tmp_path):
 def test_a_solo_run_never_resumes_from_a_packed_member_s_weights(tmp_path):
     """A packed member's best.ckpt has no optimizer or loop state: a solo run started in that
     folder (after its pack was killed) starts from the beginning, not from it."""
-    from normlab.resume import checkpoint_to_resume
+    from normlab.run.resume import checkpoint_to_resume
 
     path = tmp_path / "checkpoints" / "best.ckpt"
     path.parent.mkdir()

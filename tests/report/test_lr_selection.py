@@ -2,9 +2,9 @@
 
 import csv
 
-from normlab.record import write_record
 from normlab.report import summarize
-from normlab.run_identity import RunIdentity
+from normlab.run.identity import RunIdentity
+from normlab.run.record import write_record
 from tests.configs import make
 
 

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from normlab.record import write_record
 from normlab.report import summarize
-from normlab.run_identity import RunIdentity
+from normlab.run.identity import RunIdentity
+from normlab.run.record import write_record
 from tests.configs import make
 from tests.runs import REPO
 

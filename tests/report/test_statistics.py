@@ -5,10 +5,10 @@ import math
 
 import pytest
 
-from normlab.record import write_record
 from normlab.report import summarize
 from normlab.report.statistics import contrast, holm, interval
-from normlab.run_identity import RunIdentity
+from normlab.run.identity import RunIdentity
+from normlab.run.record import write_record
 from tests.configs import make
 
 # t(0.975, df): 12.706 (1), 4.303 (2), 2.776 (4)

@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from normlab.norms import registry
-from normlab.record import write_record
 from normlab.report import summarize
-from normlab.run_identity import RunIdentity
+from normlab.run.identity import RunIdentity
+from normlab.run.record import write_record
 from tests.test_config import make
 
 

@@ -7,8 +7,9 @@ import torch
 
 from normlab.callbacks.settings import statistics_callbacks
 from normlab.config import ConfigError, run_name
-from normlab.run_identity import RunIdentity
-from normlab.train import make_trainer, probe_images
+from normlab.run.identity import RunIdentity
+from normlab.run.sizes import probe_images
+from normlab.run.trainer import make_trainer
 from tests.runs import train
 from tests.test_config import make
 

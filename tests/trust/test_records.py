@@ -8,10 +8,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from normlab import train as train_module
-from normlab.record import RecordUnreadable, read_record, write_record
 from normlab.report import collect, summarize
-from normlab.run_identity import RunIdentity
+from normlab.run import record as record_module
+from normlab.run.finish import run_status
+from normlab.run.identity import RunIdentity
+from normlab.run.record import RecordUnreadable, read_record, write_record
 from tests.test_config import make
 
 
@@ -51,19 +52,19 @@ def test_a_failure_record_that_cannot_be_written_is_one_line(tmp_path, monkeypat
     def full_disk(run_dir, record):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(train_module, "write_record", full_disk)
+    monkeypatch.setattr(record_module, "write_record", full_disk)
     with caplog.at_level("ERROR"):
-        train_module.record_failure(tmp_path, None, "boom")  # no second traceback
+        record_module.record_failure(tmp_path, None, "boom")  # no second traceback
     (line,) = [r.getMessage() for r in caplog.records]
     assert "metrics.json could not be written" in line and "\n" not in line
 
 
 def test_a_failure_never_overwrites_a_finished_record(tmp_path):
     write_record(tmp_path, {"status": "finished", "val_acc": 0.5})
-    train_module.record_failure(tmp_path, None, "ckpt_path=x cannot be read")
+    record_module.record_failure(tmp_path, None, "ckpt_path=x cannot be read")
     assert read_record(tmp_path)["status"] == "finished"
     write_record(tmp_path, {"status": "failed"})
-    train_module.record_failure(tmp_path, None, "again")
+    record_module.record_failure(tmp_path, None, "again")
     assert read_record(tmp_path) == {"status": "failed", "error": "again", "overrides": []}
 
 
@@ -90,7 +91,7 @@ def test_a_run_that_trained_no_step_never_ends_finished():
     fit = SimpleNamespace(trainer=SimpleNamespace(global_step=0),
                           divergence=SimpleNamespace(step=None))  # fmt: skip
     results = {}
-    assert train_module.run_status(fit, results) == "failed"
+    assert run_status(fit, results) == "failed"
     assert results["error"] == "trained 0 steps"
 
 

@@ -12,7 +12,7 @@ import torch
 
 from normlab.errors import ConfigError
 from normlab.report import collect
-from normlab.run_lock import RunFolderBusy, run_folder_lock
+from normlab.run.lock import RunFolderBusy, run_folder_lock
 from tests.runs import tiny_overrides, train, train_here
 
 pytestmark = pytest.mark.slow
@@ -99,7 +99,7 @@ def test_a_second_launch_of_a_held_folder_says_so_in_one_line_and_writes_nothing
     run_dir.mkdir()
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from pathlib import Path; "
-         "from normlab.run_lock import run_folder_lock\n"
+         "from normlab.run.lock import run_folder_lock\n"
          f"with run_folder_lock(Path({str(run_dir)!r})):\n"
          "    print('held', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True,
@@ -196,7 +196,7 @@ def test_a_full_disk_is_one_line_naming_the_folder_and_leaves_no_torn_file(
         (run_dir,) = (tiny_disk / "out" / "runs").iterdir()
     else:
         import normlab.atomic_write as atomic
-        import normlab.resume as resume
+        import normlab.run.resume as resume
         from tests.configs import compose
 
         def enforce_fail(*args, **kwargs):
@@ -204,7 +204,7 @@ def test_a_full_disk_is_one_line_naming_the_folder_and_leaves_no_torn_file(
 
         monkeypatch.setattr(resume.torch, "save", enforce_fail)
         monkeypatch.setattr(atomic, "NEARLY_FULL", float("inf"))
-        from normlab.train import run_and_record
+        from normlab.run.fit import run_and_record
 
         run_dir = tmp_path / "out" / "runs" / "direct"
         with pytest.raises(SystemExit) as exit_code:

@@ -6,7 +6,7 @@ import torch
 from normlab.data import DataUnavailable
 from normlab.data.datasets import DATASETS
 from normlab.errors import ConfigError
-from normlab.resume import AtomicCheckpointIO, checkpoint_to_resume, read_checkpoint
+from normlab.run.resume import AtomicCheckpointIO, checkpoint_to_resume, read_checkpoint
 from tests.data.tiny_cifar import write_tiny_cifar10
 from tests.trust.payloads import plant_pickle, plant_torch_save
 

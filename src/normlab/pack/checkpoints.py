@@ -5,8 +5,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 
 from normlab.pack.module import PackedClassifier, member_tag
-from normlab.resume import IDENTITY_KEY, AtomicCheckpointIO, read_checkpoint
-from normlab.run_identity import RunIdentity
+from normlab.run.identity import RunIdentity
+from normlab.run.resume import IDENTITY_KEY, AtomicCheckpointIO, read_checkpoint
 
 
 def member_weights(pl_module: PackedClassifier, k: int) -> dict:

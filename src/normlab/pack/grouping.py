@@ -2,7 +2,7 @@
 
 import torch
 
-from normlab.config import ConfigError, settings
+from normlab.config import ConfigError, load_settings
 from normlab.pack.packable import pack_key, pack_refusal
 
 
@@ -27,7 +27,7 @@ def plan_packs(jobs: dict[int, dict], max_members: int | None = None):
     alone: dict[int, str] = {}
     for i, job in jobs.items():
         try:
-            s = settings(job["cfg"])
+            s = load_settings(job["cfg"])
         except ConfigError as error:
             alone[i] = f"its settings are refused ({error})"
             continue

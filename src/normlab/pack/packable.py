@@ -11,7 +11,8 @@ import torch
 
 from normlab.config import ConfigError, Settings
 from normlab.pack.model import tensor_layout
-from normlab.run_identity import RunIdentity
+from normlab.run.build import build_module
+from normlab.run.identity import RunIdentity
 
 # Identity keys a member may have of its own (a key, or a prefix ending in ".").
 FREE = ("seed", "lr", "optim.")
@@ -34,8 +35,6 @@ def pack_key(s: Settings) -> tuple:
 
 def layout(s: Settings) -> tuple:
     """The model's parameter and buffer names and shapes, built without memory (meta)."""
-    from normlab.train import build_module  # train stands on the pack's modules' floor
-
     with torch.device("meta"):
         return tensor_layout(build_module(s).model)
 

@@ -19,7 +19,7 @@ from normlab import metric_names as names
 from normlab.atomic_write import disk_full_in_chain
 from normlab.callbacks.board import every_norm_option, final_record, start_record
 from normlab.callbacks.settings import statistics_callbacks
-from normlab.config import ConfigError, Settings, settings
+from normlab.config import ConfigError, Settings, load_settings
 from normlab.console import EpochLine, quiet_console
 from normlab.data import dataset_spec
 from normlab.distributed import batch_sizes
@@ -29,34 +29,33 @@ from normlab.norms import NORMS, options_of
 from normlab.pack.checkpoints import MemberCheckpoints
 from normlab.pack.data import PackedData
 from normlab.pack.logger import MemberLogger
+from normlab.pack.member_callbacks import MemberStatistics
 from normlab.pack.model import PackedModel
 from normlab.pack.module import PackedClassifier, member_tag
 from normlab.pack.packable import pack_refusal, require_one_pack
-from normlab.pack.statistics import MemberStatistics
-from normlab.record import RunFolderTaken, finished_record
-from normlab.resume import (
+from normlab.run.build import build_module
+from normlab.run.fit import interruption_recorded
+from normlab.run.identity import RunIdentity, identity_hash
+from normlab.run.job import failure_message
+from normlab.run.lock import RunFolderBusy, run_folder_lock
+from normlab.run.record import (
+    RunFolderTaken,
+    RunRecord,
+    finished_record,
+    record_failure,
+    record_run,
+    result_line,
+    status_of,
+)
+from normlab.run.resume import (
     FitTimeInCheckpoint,
     IdentityInCheckpoint,
     RngStateInCheckpoint,
     checkpoint_to_resume,
     purge_step,
 )
-from normlab.run_identity import RunIdentity, identity_hash
-from normlab.run_lock import RunFolderBusy, run_folder_lock
-from normlab.train import (
-    RunRecord,
-    build_module,
-    epoch_images,
-    failure_message,
-    interruption_recorded,
-    lightning_trainer,
-    probe_images,
-    record_failure,
-    result_line,
-    status_of,
-    steps_per_epoch,
-    write_metrics,
-)
+from normlab.run.sizes import epoch_images, probe_images, steps_per_epoch
+from normlab.run.trainer import lightning_trainer
 
 log = logging.getLogger(__name__)
 
@@ -193,9 +192,7 @@ def train_pack(members: list[Member], identities, pack_root: Path) -> list[RunRe
     )
     for k, m in enumerate(members):  # bound to its settings from now on, as a solo folder
         member_of = packed_with(name, len(members), k, pack_dir, m.run_dir)
-        write_metrics(
-            m.run_dir, m.settings, "running", overrides=m.overrides, packed_with=member_of
-        )
+        record_run(m.run_dir, m.settings, "running", overrides=m.overrides, packed_with=member_of)
     data = PackedData([m.settings.seed for m in members], **asdict(s.data))
     data.prepare_data()
     for m, logger in zip(members, loggers, strict=True):
@@ -231,7 +228,7 @@ def train_pack(members: list[Member], identities, pack_root: Path) -> list[RunRe
         results["best_checkpoint"] = "checkpoints/best.ckpt" if found[k] else None
         results["packed_with"] = packed_with(name, len(members), k, pack_dir, m.run_dir)
         status = status_of(diverged_at, trainer.global_step, results)
-        record = write_metrics(m.run_dir, m.settings, status, overrides=m.overrides, **results)
+        record = record_run(m.run_dir, m.settings, status, overrides=m.overrides, **results)
         log.info("%s: %s", m.run_dir.name, result_line(status, results))
         records.append(RunRecord(m.run_dir, record))
     return records
@@ -249,7 +246,7 @@ def run_members(jobs: list[dict], pack_root: Path) -> list[float]:
     `pack_root` named by the pack; each member's final validation accuracy, as run_and_record
     returns it. A failing pack is logged and recorded as failed in each member's folder (over
     no finished record), and the sweep goes on."""
-    members = [Member(settings(j["cfg"]), j["run_dir"], j["overrides"]) for j in jobs]
+    members = [Member(load_settings(j["cfg"]), j["run_dir"], j["overrides"]) for j in jobs]
     try:
         records = run_pack(members, pack_root)
     except Exception as raised:

@@ -7,8 +7,8 @@ from omegaconf import OmegaConf
 
 from normlab.metric_names import FINALS, json_key
 from normlab.norms.registry import NORMS, effective_options, report_columns
-from normlab.record import RecordUnreadable, read_record
-from normlab.run_identity import flat
+from normlab.run.identity import flat
+from normlab.run.record import RecordUnreadable, read_record
 
 # summary.csv's columns: the settings that tell runs apart (with each registered norm's swept
 # options, NormSpec.columns, after the batch size), then the results.
@@ -51,7 +51,7 @@ def points(fraction) -> float:
 
 
 def settings_of(record: dict | None, run_dir: Path) -> dict:
-    """The run's settings as identity keys (normlab.run_identity): from its own record; for a
+    """The run's settings as identity keys (normlab.run.identity): from its own record; for a
     record written before records carried them, or a run still going, from .hydra/config.yaml."""
     if record is not None and "settings" in record:
         return record["settings"]

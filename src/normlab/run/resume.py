@@ -13,8 +13,8 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from normlab.atomic_write import written_whole
 from normlab.errors import ConfigError
-from normlab.record import require_same_settings
-from normlab.run_identity import RunIdentity
+from normlab.run.identity import RunIdentity
+from normlab.run.record import require_same_settings
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def purge_step(path: str | None) -> int | None:
 
 
 class IdentityInCheckpoint(pl.Callback):
-    """Writes the run's identity (normlab.run_identity) into every checkpoint, so a resume can
+    """Writes the run's identity (normlab.run.identity) into every checkpoint, so a resume can
     tell a checkpoint of other settings."""
 
     def __init__(self, identity: RunIdentity):

@@ -1,14 +1,22 @@
 """A run's record, metrics.json: written whole, read back in one line's worth of error, and
-bound to the run's identity (normlab.run_identity)."""
+bound to the run's identity (normlab.run.identity); what a run writes into it (record_run), its
+status and its one-line result."""
 
 import json
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
+from pytorch_lightning.utilities import rank_zero_only
+
+from normlab import metric_names as names
 from normlab.atomic_write import written_whole
+from normlab.config import Settings
 from normlab.errors import ConfigError
-from normlab.run_identity import RunIdentity
+from normlab.metric_names import json_key
+from normlab.run.identity import RunIdentity
 
 log = logging.getLogger(__name__)
 
@@ -124,3 +132,70 @@ def finished_record(run_dir: Path, identity: RunIdentity) -> dict | None:
 # Statuses whose folder is bound to the record's settings (a failed or diverged run's folder
 # may be trained again with other ones).
 BINDING = {"finished", "running", "interrupted"}
+
+
+@dataclass
+class RunRecord:
+    """What run() leaves: its folder and its metrics.json record."""
+
+    run_dir: Path
+    metrics: dict
+
+
+def record_run(
+    run_dir: Path,
+    s: Settings | None,
+    status: str,
+    world_size: int = 1,
+    overrides: list[str] | None = None,
+    **results,
+) -> dict:
+    """metrics.json (written by the global rank zero only, whole): the status, the key settings,
+    the run's identity and every setting that changes its numbers, the results, the overrides
+    (default: Hydra's of this job); returns it."""
+    try:
+        choices = s.key_choices(world_size) if s is not None else {}
+        identity = RunIdentity.of(s) if s is not None else None
+    except Exception:  # settings too broken to describe still get their status recorded
+        choices, identity = {}, None
+    if overrides is None:
+        overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    record = {"status": status, **choices, **results, "overrides": overrides}
+    if identity is not None:
+        record.update(identity=identity.hash, settings=identity.settings)
+    if rank_zero_only.rank == 0:
+        write_record(run_dir, record)
+    return record
+
+
+def record_failure(run_dir: Path, s: Settings | None, message: str) -> None:
+    """Records a failed run, unless the folder holds a finished run (kept as it is); a record
+    that cannot be written (a full disk) is said in one line."""
+    try:
+        if (read_record(run_dir) or {}).get("status") == "finished":
+            return
+    except RecordUnreadable:
+        pass
+    try:
+        record_run(run_dir, s, "failed", error=message)
+    except OSError as error:
+        log.error("%s/metrics.json could not be written (%s)", run_dir, error)
+
+
+def status_of(diverged_at: int | None, steps: int, results: dict) -> str:
+    """A run's status from the step it diverged at (or None) and the steps it trained; the
+    divergence step or the error go into `results`."""
+    if diverged_at is not None:
+        results["step"] = diverged_at
+        return "diverged"
+    if steps == 0:
+        results["error"] = "trained 0 steps"
+        return "failed"
+    return "finished"
+
+
+def result_line(status: str, results: dict) -> str:
+    """'finished, val/acc 0.8712, test/acc 0.865': what a run ended with, in one line."""
+    values = [f"{tag} {results[json_key(tag)]:.4g}" for tag in (names.VAL_ACC, names.TEST_ACC)
+              if isinstance(results.get(json_key(tag)), float)]  # fmt: skip
+    return ", ".join([status, *values])

@@ -17,6 +17,7 @@ import torch
 
 from normlab.compile import compile_enabled
 from normlab.log_interval import drift_interval
+from normlab.run.sizes import steps_per_epoch
 
 NOT_IDENTITY = (
     "paths.",
@@ -81,7 +82,6 @@ class RunIdentity:
         )
         settings["compile"] = compile_enabled(s.compile, "cuda" if gpu else "cpu")
         settings["lr"] = s.learning_rate()  # on one device
-        from normlab.train import steps_per_epoch  # train stands on the identity's floor
 
         drift = s.callbacks.drift  # null: the interval it resolves to (50 for a long epoch)
         settings["callbacks.drift.every_n_steps"] = drift_interval(
