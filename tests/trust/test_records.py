@@ -10,7 +10,7 @@ import pytest
 
 from normlab.report import collect, summarize
 from normlab.run import record as record_module
-from normlab.run.finish import run_status
+from normlab.run.finish import Ending, finish_run
 from normlab.run.identity import RunIdentity
 from normlab.run.record import RecordUnreadable, read_record, write_record
 from tests.test_config import make
@@ -87,12 +87,15 @@ def test_a_cut_record_is_one_line_and_corrupt_in_the_report(tmp_path):
     assert "| c | corrupt |" in table and "cannot be read (JSONDecodeError" in table
 
 
-def test_a_run_that_trained_no_step_never_ends_finished():
-    fit = SimpleNamespace(trainer=SimpleNamespace(global_step=0),
-                          divergence=SimpleNamespace(step=None))  # fmt: skip
-    results = {}
-    assert run_status(fit, results) == "failed"
-    assert results["error"] == "trained 0 steps"
+def test_a_run_that_trained_no_step_never_ends_finished(tmp_path):
+    """finish_run, the end of a solo run and of each pack member: 0 steps is a failure."""
+    trainer = SimpleNamespace(global_step=0, current_epoch=0, world_size=1)
+    ending = Ending({}, None, None, None, fit_seconds=0.0)
+    logger = SimpleNamespace(log_metrics=lambda values, step: None, save=lambda: None)
+    record = finish_run(tmp_path, make(["norm=group"]), logger, trainer, ending, overrides=[])
+    record = record.metrics
+    assert record["status"] == "failed" and record["error"] == "trained 0 steps"
+    assert read_record(tmp_path)["status"] == "failed"
 
 
 def strict_json(text: str):

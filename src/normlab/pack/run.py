@@ -17,12 +17,11 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
 from normlab import metric_names as names
 from normlab.atomic_write import disk_full_in_chain
-from normlab.callbacks.board import every_norm_option, final_record, start_record
+from normlab.callbacks.board import every_norm_option, start_record
 from normlab.callbacks.settings import statistics_callbacks
 from normlab.config import ConfigError, Settings, load_settings
 from normlab.console import EpochLine, quiet_console
 from normlab.data import dataset_spec
-from normlab.distributed import batch_sizes
 from normlab.job_files import put_back
 from normlab.metric_names import json_key
 from normlab.norms import NORMS, options_of
@@ -34,6 +33,7 @@ from normlab.pack.model import PackedModel
 from normlab.pack.module import PackedClassifier, member_tag
 from normlab.pack.packable import pack_refusal, require_one_pack
 from normlab.run.build import build_module
+from normlab.run.finish import Ending, finish_run
 from normlab.run.fit import interruption_recorded
 from normlab.run.identity import RunIdentity, identity_hash
 from normlab.run.job import failure_message
@@ -44,8 +44,6 @@ from normlab.run.record import (
     finished_record,
     record_failure,
     record_run,
-    result_line,
-    status_of,
 )
 from normlab.run.resume import (
     FitTimeInCheckpoint,
@@ -209,28 +207,16 @@ def train_pack(members: list[Member], identities, pack_root: Path) -> list[RunRe
     if any(found):
         trainer.test(module, datamodule=data, verbose=False)
     records = []
-    sgd_batch = batch_sizes(s, trainer.world_size)["sgd_batch_size"]  # as a solo run's record
     for k, (m, logger) in enumerate(zip(members, loggers, strict=True)):
         final = finals[k]
         if found[k]:
             final.update(member_values(trainer, k, "test"))
-        final[names.EPOCHS] = float(trainer.current_epoch)
-        final[names.STEPS] = float(trainer.global_step)
-        final[names.TRAIN_IMAGES] = float(trainer.global_step * sgd_batch)
-        diverged_at = module.diverged.get(k)
-        if diverged_at is not None:
-            final[names.DIVERGED_AT_STEP] = float(diverged_at)
-        final_record(logger, trainer.global_step, final)
-        results = {json_key(key): v for key, v in final.items() if not names.is_layer_tag(key)}
-        if found[k]:
-            results["best_val_acc"] = best.best[k]
-        results["fit_seconds"] = fit_seconds
-        results["best_checkpoint"] = "checkpoints/best.ckpt" if found[k] else None
-        results["packed_with"] = packed_with(name, len(members), k, pack_dir, m.run_dir)
-        status = status_of(diverged_at, trainer.global_step, results)
-        record = record_run(m.run_dir, m.settings, status, overrides=m.overrides, **results)
-        log.info("%s: %s", m.run_dir.name, result_line(status, results))
-        records.append(RunRecord(m.run_dir, record))
+        ending = Ending(final, best.best[k] if found[k] else None,
+                        "checkpoints/best.ckpt" if found[k] else None, module.diverged.get(k),
+                        fit_seconds)  # fmt: skip
+        member_of = packed_with(name, len(members), k, pack_dir, m.run_dir)
+        records.append(finish_run(m.run_dir, m.settings, logger, trainer, ending, m.overrides,
+                                  packed_with=member_of))  # fmt: skip
     return records
 
 

@@ -22,7 +22,7 @@ from normlab.job_files import put_back
 from normlab.metric_names import json_key
 from normlab.norms import NORMS, options_of
 from normlab.run.build import build_module, norm_layers
-from normlab.run.finish import final_results, run_status
+from normlab.run.finish import finish_run, fit_ending
 from normlab.run.identity import RunIdentity
 from normlab.run.job import failure_message, in_sweep, output_dir
 from normlab.run.lock import RunFolderBusy, run_folder_lock
@@ -32,7 +32,6 @@ from normlab.run.record import (
     finished_record,
     record_failure,
     record_run,
-    result_line,
 )
 from normlab.run.resume import checkpoint_to_resume, purge_step
 from normlab.run.trainer import make_trainer, settle_lr
@@ -70,12 +69,8 @@ def run(config: DictConfig | Settings, run_dir: Path | None = None) -> RunRecord
         start_record(fit.logger, options, experiment=not in_sweep())
         with interruption_recorded(fit.trainer, [(run_dir, s, None)]):
             fit.trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
-        results = final_results(fit, module, data, s)
-        results.update(norm_layers(module.model))
-        status = run_status(fit, results)
-        record = record_run(run_dir, s, status, fit.trainer.world_size, **results)
-        log.info("%s: %s", run_dir.name, result_line(status, results))
-    return RunRecord(run_dir, record)
+        ending = fit_ending(fit, module, data)
+        return finish_run(run_dir, s, fit.logger, fit.trainer, ending, **norm_layers(module.model))
 
 
 def run_and_record(cfg: DictConfig) -> float:
