@@ -13,16 +13,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 from normlab import metric_names as names
-from normlab.atomic_write import disk_full_in_chain
 from normlab.callbacks.board import every_norm_option, start_record
 from normlab.callbacks.settings import statistics_callbacks
 from normlab.config import ConfigError, Settings, load_settings
-from normlab.console import EpochLine, quiet_console
+from normlab.console import quiet_console
 from normlab.data import dataset_spec
-from normlab.job_files import put_back
 from normlab.metric_names import json_key
 from normlab.norms import NORMS, options_of
 from normlab.pack.checkpoints import MemberCheckpoints
@@ -34,26 +32,21 @@ from normlab.pack.module import PackedClassifier, member_tag
 from normlab.pack.packable import pack_refusal, require_one_pack
 from normlab.run.build import build_module
 from normlab.run.finish import Ending, finish_run
-from normlab.run.fit import interruption_recorded
+from normlab.run.fit import failure_recorded, interruption_recorded
 from normlab.run.identity import RunIdentity, identity_hash
-from normlab.run.job import failure_message
-from normlab.run.lock import RunFolderBusy, run_folder_lock
+from normlab.run.lock import run_folder_lock
 from normlab.run.record import (
-    RunFolderTaken,
     RunRecord,
     finished_record,
-    record_failure,
     record_run,
 )
 from normlab.run.resume import (
     FitTimeInCheckpoint,
-    IdentityInCheckpoint,
-    RngStateInCheckpoint,
     checkpoint_to_resume,
     purge_step,
 )
 from normlab.run.sizes import epoch_images, probe_images, steps_per_epoch
-from normlab.run.trainer import lightning_trainer
+from normlab.run.trainer import lightning_trainer, run_callbacks
 
 log = logging.getLogger(__name__)
 
@@ -117,12 +110,7 @@ def make_pack_trainer(
             for m in members
         ],
     )
-    # as a solo run's: the statistics after the best checkpoint, last.ckpt after them
-    callbacks = [RngStateInCheckpoint(), fit_time, IdentityInCheckpoint(pack), best, statistics,
-                 last]  # fmt: skip
-    if s.callbacks.lr_monitor:
-        callbacks.append(LearningRateMonitor("step"))
-    callbacks.append(EpochLine())
+    callbacks = run_callbacks(s, pack, fit_time, [best, statistics], last)
     # K members' values: the console shows none
     trainer = lightning_trainer(s, pack_dir, loggers, callbacks, enable_progress_bar=False)
     return trainer, loggers, best, statistics, fit_time
@@ -236,14 +224,9 @@ def run_members(jobs: list[dict], pack_root: Path) -> list[float]:
     try:
         records = run_pack(members, pack_root)
     except Exception as raised:
-        error = disk_full_in_chain(raised, pack_root) or raised
-        message, expected = failure_message(error)
+        runs = [(m.run_dir, m.settings) for m in members]
+        message, expected = failure_recorded(raised, pack_root, runs)
         log.error("pack failed, the sweep goes on: %s", message, exc_info=not expected)
-        for m in members:
-            if isinstance(error, RunFolderBusy | RunFolderTaken):  # left as they were
-                put_back(m.run_dir, lock=isinstance(error, RunFolderTaken))
-            else:
-                record_failure(m.run_dir, m.settings, message)
         return [float("nan")] * len(members)
     return [r.metrics.get(json_key(names.VAL_ACC), float("nan")) for r in records]
 

@@ -87,12 +87,7 @@ def run_and_record(cfg: DictConfig) -> float:
         return run(s).metrics.get(json_key(names.VAL_ACC), float("nan"))
     except Exception as raised:
         run_dir = output_dir(cfg.paths.root)
-        error = disk_full_in_chain(raised, run_dir) or raised
-        message, expected = failure_message(error)
-        if isinstance(error, RunFolderBusy | RunFolderTaken):  # another run's: left as it was
-            put_back(run_dir, lock=isinstance(error, RunFolderTaken))
-        else:
-            record_failure(run_dir, s, message)
+        message, expected = failure_recorded(raised, run_dir, [(run_dir, s)])
         if in_sweep():
             log.error("run failed, the sweep goes on: %s", message, exc_info=not expected)
             return float("nan")
@@ -100,6 +95,23 @@ def run_and_record(cfg: DictConfig) -> float:
             print(f"error: {message}", file=sys.stderr)
             sys.exit(2)
         raise
+
+
+def failure_recorded(
+    raised: Exception, root: Path, runs: list[tuple[Path, Settings | None]]
+) -> tuple[str, bool]:
+    """After a run (or a pack of runs: `runs`, their folders and settings) failed: each folder
+    recorded as failed (over no finished record), or put back as it was when it is another
+    run's (busy, or bound to other settings); the line that says what failed (a full disk
+    under `root` said as such), and whether the failure was expected."""
+    error = disk_full_in_chain(raised, root) or raised
+    message, expected = failure_message(error)
+    for run_dir, s in runs:
+        if isinstance(error, RunFolderBusy | RunFolderTaken):  # another run's: left as it was
+            put_back(run_dir, lock=isinstance(error, RunFolderTaken))
+        else:
+            record_failure(run_dir, s, message)
+    return message, expected
 
 
 @contextmanager

@@ -78,15 +78,31 @@ def make_trainer(
         s.callbacks, probe_images(s), steps_per_epoch(s), epoch_images(s)
     )
     fit_time = FitTimeInCheckpoint()
-    callbacks = [RngStateInCheckpoint(), fit_time, IdentityInCheckpoint(identity), checkpoint,
-                 divergence, *statistics]  # fmt: skip
-    if s.callbacks.checkpoint.save_last:  # after `checkpoint`: last.ckpt holds its best score
-        callbacks.append(last_checkpoint(run_dir / "checkpoints", divergence))
-    if s.callbacks.lr_monitor:
-        callbacks.append(LearningRateMonitor("step"))
-    callbacks.append(EpochLine())
+    last = None
+    if s.callbacks.checkpoint.save_last:
+        last = last_checkpoint(run_dir / "checkpoints", divergence)
+    callbacks = run_callbacks(s, identity, fit_time, [checkpoint, divergence, *statistics], last)
     trainer = lightning_trainer(s, run_dir, logger, callbacks)
     return Fit(trainer, logger, checkpoint, divergence, statistics, fit_time)
+
+
+def run_callbacks(
+    s: Settings,
+    identity: RunIdentity,
+    fit_time: FitTimeInCheckpoint,
+    middle: list[pl.Callback],
+    last: ModelCheckpoint | None,
+) -> list[pl.Callback]:
+    """A run's callbacks in their order, solo or a pack: the RNG state, the fit's time and the
+    identity into every checkpoint, then `middle` (the best checkpoint first, then the
+    statistics), then last.ckpt (after them: it holds the best score and their state), the
+    learning-rate monitor and the epoch line."""
+    callbacks = [RngStateInCheckpoint(), fit_time, IdentityInCheckpoint(identity), *middle]
+    if last is not None:
+        callbacks.append(last)
+    if s.callbacks.lr_monitor:
+        callbacks.append(LearningRateMonitor("step"))
+    return [*callbacks, EpochLine()]
 
 
 def lightning_trainer(s: Settings, root: Path, logger, callbacks, **options) -> pl.Trainer:
