@@ -9,10 +9,19 @@
   short run saves.
 
 A compiled model ignores forward hooks added after it was compiled; statistics probes run the
-model's own forward through ``Classifier.eager()``.
+model's own forward through ``Classifier.eager()`` (in a pack, on the members' own, uncompiled
+modules). A pack compiles its vmapped step with inductor on the CPU; on CUDA it is refused
+until it is checked there (normlab.pack.packable).
 """
 
+import torch
 from torch import nn
+
+
+def device_type_of(accelerator: str) -> str:
+    """The device a run of `trainer.accelerator` trains on here: cuda or cpu."""
+    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return "cuda" if gpu else "cpu"
 
 
 def compile_enabled(setting, device_type: str) -> bool:

@@ -52,10 +52,12 @@ def test_runs_differing_in_batch_norm_kind_or_shape_never_share_a_pack():
 def test_each_refusal_names_the_setting_and_what_is_allowed():
     assert pack_refusal(make(["model=cnn"])) is None  # the statistics callbacks on: packed
     assert "model=torchvision" in pack_refusal(make([*BASE, "model=torchvision"]))
-    assert "compile=false" in pack_refusal(make([*BASE, "compile=true"]))
+    assert pack_refusal(make([*BASE, "compile=true", "trainer.accelerator=cpu"])) is None
+    on_cuda = pack_refusal(make([*BASE, "compile=true", "trainer.accelerator=gpu"]))
+    assert "compile=false" in on_cuda and "CUDA" in on_cuda
     assert "allowed in a pack: none" in pack_refusal(make([*BASE, "ckpt_path=x.ckpt"]))
     assert pack_refusal(make(BASE)) is None
-    _, alone = plan_packs(jobs(["seed=0"], ["seed=1", "compile=true"]))
-    assert "compile" in alone[1] and "no other job" in alone[0]
+    _, alone = plan_packs(jobs(["seed=0"], ["seed=1", "model=torchvision"]))
+    assert "model=torchvision" in alone[1] and "no other job" in alone[0]
     with pytest.raises(ConfigError, match="max_members=0"):
         plan_packs(jobs(["seed=0"]), max_members=0)

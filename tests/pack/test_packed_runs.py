@@ -54,6 +54,26 @@ def pack_and_solo(tmp_path, base, variants):
     return packed, solo
 
 
+def test_a_compiled_pack_trains_as_the_eager_pack(tmp_path, caplog):
+    """compile=true over the pack's vmapped step (inductor, on the CPU): each member's record
+    equals the eager pack's member's, whose equal to its solo run the test below holds (float64;
+    to 1e-6, as inductor may order a reduction otherwise)."""
+    base = tiny_overrides(tmp_path) + FLOAT64 + ["norm=batch"]
+    variants = [["seed=0"], ["seed=1", "optim.base_lr=0.3"]]
+    records = {}
+    for name, setting in (("eager", "compile=false"), ("compiled", "compile=true")):
+        members = [Member(load_settings(compose([*base, setting, *v])), tmp_path / f"{name}{k}", v)
+                   for k, v in enumerate(variants)]  # fmt: skip
+        with caplog.at_level("INFO", logger="normlab.pack.run"):
+            records[name] = run_pack(members, tmp_path / f"{name}-packs")
+    assert "compile: torch.compile over the pack's vmapped step" in caplog.text
+    for compiled, eager in zip(records["compiled"], records["eager"], strict=True):
+        assert compiled.metrics["status"] == "finished" and compiled.metrics["steps"] > 0
+        assert compiled.metrics["settings"]["compile"] is True
+        differs = numbers_match(compiled.metrics, eager.metrics, tolerance=1e-6)
+        assert differs == ["identity", "settings"]  # compile: true against false, no number
+
+
 @pytest.mark.parametrize(
     "norm", [["norm=batch"], ["norm=group", "model.weight_standardization=true"]]
 )

@@ -9,6 +9,7 @@ parameters' names and shapes must be equal.
 
 import torch
 
+from normlab.compile import device_type_of
 from normlab.config import ConfigError, Settings
 from normlab.pack.model import tensor_layout
 from normlab.run.build import build_module
@@ -45,8 +46,11 @@ def pack_refusal(s: Settings) -> str | None:
     t = s.trainer
     if t.devices not in ("auto", 1, "1", [0]) or t.strategy not in ("auto", "single_device"):
         return f"trainer.devices={t.devices}, trainer.strategy={t.strategy}; allowed: one device"
-    if RunIdentity.of(s).settings["compile"]:
-        return "compile resolves to true here; allowed in a pack: compile=false"
+    if RunIdentity.of(s).settings["compile"] and device_type_of(t.accelerator) == "cuda":
+        return (
+            "compile resolves to true on CUDA here, where a pack's compiled step is not "
+            "checked yet; allowed in a pack on CUDA: compile=false (on the CPU: either)"
+        )
     if s.ckpt_path:
         return "ckpt_path resumes one run; allowed in a pack: none (a pack resumes itself)"
     if s.model.name in ("torchvision", "timm"):

@@ -18,6 +18,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from normlab import metric_names as names
 from normlab.callbacks.board import every_norm_option, start_record
 from normlab.callbacks.settings import statistics_callbacks
+from normlab.compile import compile_enabled, compile_model
 from normlab.config import ConfigError, Settings, load_settings
 from normlab.console import quiet_console
 from normlab.data import dataset_spec
@@ -181,6 +182,10 @@ def train_pack(members: list[Member], identities, pack_root: Path) -> list[RunRe
         record_run(m.run_dir, m.settings, "running", overrides=m.overrides, packed_with=member_of)
     data = PackedData([m.settings.seed for m in members], **asdict(s.data))
     data.prepare_data()
+    device_type = trainer.strategy.root_device.type
+    if compile_enabled(s.compile, device_type):  # the vmapped step (the CPU: packable)
+        compile_model(module.model, device_type)
+        log.info("compile: torch.compile over the pack's vmapped step, inductor's default mode")
     for m, logger in zip(members, loggers, strict=True):
         choices = m.settings.key_choices()
         options = every_norm_option(choices, {n: options_of(n) for n in NORMS})

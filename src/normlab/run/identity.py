@@ -13,9 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
-from normlab.compile import compile_enabled
+from normlab.compile import compile_enabled, device_type_of
 from normlab.log_interval import drift_interval
 from normlab.run.sizes import steps_per_epoch
 
@@ -75,12 +73,8 @@ class RunIdentity:
         }
         options = s.trainer.lightning_options()
         settings["trainer.precision"] = str(options["precision"])
-        accelerator = s.trainer.accelerator
-        gpu = accelerator in ("gpu", "cuda") or (accelerator, torch.cuda.is_available()) == (
-            "auto",
-            True,
-        )
-        settings["compile"] = compile_enabled(s.compile, "cuda" if gpu else "cpu")
+        device_type = device_type_of(s.trainer.accelerator)
+        settings["compile"] = compile_enabled(s.compile, device_type)
         settings["lr"] = s.learning_rate()  # on one device
 
         drift = s.callbacks.drift  # null: the interval it resolves to (50 for a long epoch)
