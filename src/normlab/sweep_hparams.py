@@ -36,7 +36,7 @@ def differing(runs: list[dict]) -> list[str]:
 def experiment_summary(runs: list[dict]):
     """The HPARAMS experiment of `runs`: a column per key that differs (every key for one run),
     marked as differing (a column whose cells are of more than one kind is text), text and
-    boolean columns with their values as the domain, and the metric columns."""
+    boolean columns with their values as the domain, and the metric columns; and its columns."""
     columns = differing(runs) if len(runs) > 1 else list(runs[0])
     cells = [{k: hparam_cell(k, run.get(k)) for k in columns} for run in runs]
     for k in columns:
@@ -48,22 +48,23 @@ def experiment_summary(runs: list[dict]):
     experiment, _, _ = tensorboard_hparams(
         cells[0], dict.fromkeys(HPARAM_METRICS, 0.0), hparam_domain_discrete=discrete
     )
-    return describe(experiment, differs=set(columns))
+    return describe(experiment, differs=set(columns)), columns
 
 
 def write_sweep_experiment(sweep_dir: Path) -> list[str] | None:
-    """Write the sweep root's experiment summary (replacing one written before) and return the
-    columns that differ; None, writing nothing, when no run has started."""
+    """Write the sweep root's experiment summary (replacing one written before) and return its
+    columns (those that differ; every one for a single run); None, writing nothing, when no run
+    has started."""
     runs = run_hparams(sweep_dir)
     if not runs:
         return None
-    summary = experiment_summary(runs)
+    summary, columns = experiment_summary(runs)
     for old in sweep_dir.glob(EVENTS):  # a relaunched sweep's runs may differ in more keys
         old.unlink()
     writer = SummaryWriter(log_dir=str(sweep_dir))
     writer._get_file_writer().add_summary(summary)
     writer.close()
-    return differing(runs)
+    return columns
 
 
 class SweepHparams(Callback):
@@ -74,4 +75,4 @@ class SweepHparams(Callback):
         if sweep_dir.is_dir():
             columns = write_sweep_experiment(sweep_dir)
             if columns is not None:
-                log.info("HPARAMS columns that differ in the sweep: %s", ", ".join(columns))
+                log.info("HPARAMS columns of the sweep: %s", ", ".join(columns))

@@ -90,7 +90,7 @@ def test_a_sweep_lists_only_the_columns_that_differ():
     assert differing(runs) == ["norm", "batch_size", "norm.num_groups"]
     assert differing(runs[1:2]) == []
     data = plugin_data_pb2.HParamsPluginData.FromString(
-        experiment_summary(runs).value[0].metadata.plugin_data.content
+        experiment_summary(runs)[0].value[0].metadata.plugin_data.content
     )
     infos = {h.name: h for h in data.experiment.hparam_infos}
     assert set(infos) == {"norm", "batch_size", "norm.num_groups"}

@@ -147,11 +147,12 @@ def hparam_cell(key: str, value) -> bool | float | str:
     (4.0000) and sorts text as text, so an integer is text right-aligned to INTEGER_WIDTH: it
     reads 4 and sorts in numeric order. A norm option is text in every run (a number in one run
     and 'n/a' in another would cut the other's line in the parallel-coordinates view)."""
-    if isinstance(value, bool) and not key.startswith("norm."):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    option = key.startswith("norm.")
+    if isinstance(value, bool):
+        return str(value) if option else value
+    if isinstance(value, int) and value >= 0:
         return f"{value:>{INTEGER_WIDTH}}"
-    if isinstance(value, float) and not key.startswith("norm."):
+    if isinstance(value, float) and not option:
         return value
     return NOT_APPLICABLE if value is None else str(value)
 

@@ -64,7 +64,7 @@ def make_trainer(
     any data is read."""
     # version="" puts the events in the run folder itself: one TensorBoard run per Hydra run.
     logger = BoardLogger(save_dir=str(run_dir), name="", version="", purge_step=purge_step,
-                               **asdict(s.logger))  # fmt: skip
+                         **asdict(s.logger))  # fmt: skip
     divergence = StopOnDivergence()
     checkpoint = CheckpointUnlessDiverged(
         divergence,
