@@ -31,7 +31,6 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from normlab.callbacks.divergence import StopOnDivergence
 from normlab.compile import compile_model
 from normlab.models import build_model
 from normlab.module import Classifier
@@ -122,7 +121,7 @@ def framework(batch: int, steps: int, device: str, compiled: bool = False) -> fl
             max_epochs=1,
             limit_val_batches=0,
             logger=TensorBoardLogger(logs, name="", version=""),
-            callbacks=[StopOnDivergence(), StepClock(clock)],
+            callbacks=[StepClock(clock)],
             enable_checkpointing=False,
             enable_progress_bar=False,
             enable_model_summary=False,

@@ -29,3 +29,10 @@ def compose():
 def make_settings():
     """tests.configs.make: the checked Settings of conf/train.yaml with overrides."""
     return configs.make
+
+
+def pytest_collection_modifyitems(items):
+    """The slow tests first (a stable sort): pytest-xdist's loadfile hands their files out
+    first and the short files fill the workers in after, so no long file starts last and runs
+    alone at the end of the suite."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

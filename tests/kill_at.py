@@ -3,7 +3,9 @@ POINT of its second epoch (epoch 1), as a preemption or an out-of-memory kill wo
 
 POINT: mid_epoch (half-way through its training batches), between_epochs (its start, after
 epoch 0's checkpoints), validation (its first validation batch). KILL_WITH=SIGINT or SIGTERM
-in the environment sends that signal instead (Ctrl-C, a scheduler's stop).
+in the environment sends that signal instead (Ctrl-C, a scheduler's stop). KILL_EVERY_FIT=1:
+every fit that starts from its first epoch is killed once (each pack of a packed sweep), and a
+resumed one never, so that relaunching until the command succeeds resumes every pack once.
 """
 
 import os
@@ -20,8 +22,14 @@ EPOCH = 1
 class KillAt(pl.Callback):
     def __init__(self, point: str):
         self.point = point
+        self.spared = False
+
+    def on_train_start(self, trainer, pl_module):
+        self.spared = trainer.current_epoch > 0 and os.environ.get("KILL_EVERY_FIT") == "1"
 
     def kill(self, trainer: pl.Trainer, point: str) -> None:
+        if self.spared:
+            return
         if point == self.point and trainer.current_epoch == EPOCH and not trainer.sanity_checking:
             self.point = None  # once: the signal is handled and the run goes on to its exit
             os.kill(os.getpid(), getattr(signal, os.environ.get("KILL_WITH", "SIGKILL")))

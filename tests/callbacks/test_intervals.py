@@ -40,13 +40,14 @@ def test_precise_bn_samples_at_most_the_images_a_limited_epoch_trains_on(tmp_pat
     beside its training. A full epoch keeps 4,096 and every validation image."""
     from normlab.callbacks.population import PopulationStats
     from normlab.callbacks.train_eval_gap import TrainEvalGap
+    from normlab.run.job import Member
     from normlab.run.trainer import make_trainer
 
     def population(overrides) -> PopulationStats:
         s = load_settings(compose(["data.batch_size=8", *overrides]))
-        fit = make_trainer(s, tmp_path, RunIdentity.of(s))
-        (callback,) = [c for c in fit.statistics if isinstance(c, PopulationStats)]
-        (gap,) = [c for c in fit.statistics if isinstance(c, TrainEvalGap)]
+        fit = make_trainer([Member(s, tmp_path)], tmp_path)
+        (callback,) = [c for c in fit.statistics[0] if isinstance(c, PopulationStats)]
+        (gap,) = [c for c in fit.statistics[0] if isinstance(c, TrainEvalGap)]
         assert gap.max_samples == callback.val_samples
         return callback
 

@@ -79,7 +79,7 @@ def train_pack(norm, members, dtype):
     packed = PackedModel(models).train()
     groups = [(m.parameters(), lr, settings(1)) for m, (_, lr, _) in
               zip(packed.members, members, strict=True)]  # fmt: skip
-    opt, sched = optimizer(groups, foreach=True)  # as PackedClassifier  # fmt: skip
+    opt, sched = optimizer(groups, foreach=True)  # as Classifier packs  # fmt: skip
     data = [batches(seed, dtype) for seed, _, _ in members]
     losses = []
     for step in range(STEPS):

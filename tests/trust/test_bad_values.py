@@ -7,7 +7,7 @@ import torch
 
 from normlab.callbacks.settings import statistics_callbacks
 from normlab.config import ConfigError, run_name
-from normlab.run.identity import RunIdentity
+from normlab.run.job import Member
 from normlab.run.sizes import probe_images
 from normlab.run.trainer import make_trainer
 from tests.runs import train
@@ -54,13 +54,13 @@ def test_max_epochs_minus_1_is_fine_with_a_step_limit():
 def test_a_gpu_asked_for_on_a_machine_without_one_is_one_line(tmp_path):
     s = make(["trainer.accelerator=gpu"])
     with pytest.raises(ConfigError, match=r"^trainer.accelerator=gpu; allowed: auto or cpu"):
-        make_trainer(s, tmp_path, RunIdentity.of(s))
+        make_trainer([Member(s, tmp_path)], tmp_path)
 
 
 def test_lightnings_own_refusals_become_one_line_config_errors(tmp_path):
     s = make(["trainer.strategy=no_such_strategy"])
     with pytest.raises(ConfigError) as info:
-        make_trainer(s, tmp_path, RunIdentity.of(s))
+        make_trainer([Member(s, tmp_path)], tmp_path)
     assert str(info.value).startswith("trainer: Lightning refuses these settings (")
     assert "no_such_strategy" in str(info.value) and "\n" not in str(info.value)
 

@@ -12,6 +12,7 @@ from normlab.report import collect, summarize
 from normlab.run import record as record_module
 from normlab.run.finish import Ending, finish_run
 from normlab.run.identity import RunIdentity
+from normlab.run.job import Member
 from normlab.run.record import RecordUnreadable, read_record, write_record
 from tests.test_config import make
 
@@ -92,7 +93,7 @@ def test_a_run_that_trained_no_step_never_ends_finished(tmp_path):
     trainer = SimpleNamespace(global_step=0, current_epoch=0, world_size=1)
     ending = Ending({}, None, None, None, fit_seconds=0.0)
     logger = SimpleNamespace(log_metrics=lambda values, step: None, save=lambda: None)
-    record = finish_run(tmp_path, make(["norm=group"]), logger, trainer, ending, overrides=[])
+    record = finish_run(Member(make(["norm=group"]), tmp_path, []), logger, trainer, ending)
     record = record.metrics
     assert record["status"] == "failed" and record["error"] == "trained 0 steps"
     assert read_record(tmp_path)["status"] == "failed"

@@ -85,6 +85,40 @@ class BoardLogger(TensorBoardLogger):
         super().log_metrics({board_tag(k): v for k, v in metrics.items()}, step)
 
 
+MEMBER_KEY = re.compile(r"member(\d+)/(.+)")
+PARAM_GROUP_KEY = re.compile(r"(lr-[^/]+)/pg(\d+)")  # LearningRateMonitor's, one group each
+
+
+class MemberLogger(BoardLogger):
+    """Member `index`'s BoardLogger, in its run folder: its values (``member<index>/<tag>``
+    in a pack) under the solo tags, its param group's lr as a solo run names it (``lr-SGD``),
+    and values of the whole fit (``epoch``) as they are. A solo run's values (no member tag,
+    one param group) are all its own."""
+
+    def __init__(self, index: int, save_dir: str, **options):
+        super().__init__(save_dir=save_dir, name="", version="", **options)
+        self.index = index
+
+    def own(self, metrics: dict) -> dict:
+        mine = {}
+        for key, value in metrics.items():
+            member, group = MEMBER_KEY.fullmatch(key), PARAM_GROUP_KEY.fullmatch(key)
+            if member:
+                if int(member[1]) == self.index:
+                    mine[member[2]] = value
+            elif group:
+                if int(group[2]) == self.index + 1:
+                    mine[group[1]] = value
+            else:
+                mine[key] = value
+        return mine
+
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        mine = self.own(metrics)
+        if mine:
+            super().log_metrics(mine, step)
+
+
 def board_tag(key: str) -> str:
     """A logged key as BoardLogger writes it: epoch -> train/epoch, lr-SGD/pg1 -> train/lr/pg1."""
     return names.EPOCH if key == "epoch" else re.sub(r"^lr-[^/]+", names.LR, key)

@@ -62,10 +62,10 @@ class RunIdentity:
     norm_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # as key_choices names
 
     @classmethod
-    def of(cls, s) -> "RunIdentity":
+    def of(cls, s, steps: int | None = None) -> "RunIdentity":
         """The identity of `s` (normlab.config.Settings); precision and compile as they resolve
         here (`auto` means different things on a GPU and on the CPU), drift's interval as it
-        resolves for the run's epoch."""
+        resolves for the run's epoch (`steps` an epoch, when known)."""
         settings = {
             k: v
             for k, v in flat(s).items()
@@ -79,7 +79,7 @@ class RunIdentity:
 
         drift = s.callbacks.drift  # null: the interval it resolves to (50 for a long epoch)
         settings["callbacks.drift.every_n_steps"] = drift_interval(
-            drift.every_n_steps, steps_per_epoch(s)
+            drift.every_n_steps, steps if steps is not None else steps_per_epoch(s)
         )
         options = {k: v for k, v in s.key_choices().items() if k.startswith("norm.")}
         return cls(settings, identity_hash(settings), options)

@@ -148,14 +148,16 @@ def record_run(
     status: str,
     world_size: int = 1,
     overrides: list[str] | None = None,
+    identity: RunIdentity | None = None,
     **results,
 ) -> dict:
     """metrics.json (written by the global rank zero only, whole): the status, the key settings,
     the run's identity and every setting that changes its numbers, the results, the overrides
-    (default: Hydra's of this job); returns it."""
+    (default: Hydra's of this job); returns it. `identity`: the settings', when known."""
     try:
         choices = s.key_choices(world_size) if s is not None else {}
-        identity = RunIdentity.of(s) if s is not None else None
+        if identity is None and s is not None:
+            identity = RunIdentity.of(s)
     except Exception:  # settings too broken to describe still get their status recorded
         choices, identity = {}, None
     if overrides is None:

@@ -1,8 +1,24 @@
 """What the settings imply for a run's length: steps an epoch, the images an epoch trains on and
 the validation images the probes see. Below the identity, which records drift's interval."""
 
+from dataclasses import dataclass
+
 from normlab.config import Settings
 from normlab.data import dataset_spec
+
+
+@dataclass(frozen=True)
+class RunSizes:
+    """A run's sizes, computed once from its settings (normlab.run.job.Member) and handed on."""
+
+    steps_per_epoch: int
+    epoch_images: int
+    probe_images: int | None
+
+    @classmethod
+    def of(cls, s: Settings) -> "RunSizes":
+        steps = steps_per_epoch(s)
+        return cls(steps, steps * s.data.batch_size, probe_images(s))
 
 
 def steps_per_epoch(s: Settings) -> int:

@@ -23,7 +23,7 @@ from normlab.callbacks.drift import RunningStatsDrift
 from normlab.callbacks.evaluation import model_input
 from normlab.callbacks.norm_layers import untouched
 from normlab.callbacks.probe import loader_of
-from normlab.pack.module import member_tag
+from normlab.module import member_tag
 
 
 class MemberModel(nn.Module):
