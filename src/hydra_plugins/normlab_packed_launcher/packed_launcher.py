@@ -7,10 +7,15 @@ each pack trained as one vectorized model (normlab.pack); every other job runs a
 Every job gets its own folder, as under Hydra's basic launcher (its .hydra/ written by Hydra's
 own run_job). A job that cannot be packed is said in one line and run alone, through the same
 task function as under the basic launcher; nothing is dropped.
+
+The packs are planned here, where the sweep is launched, and trained where
+hydra.launcher.executor says (normlab.sweep_dispatch): in this process (inprocess), as submitit
+jobs on this machine (submitit_local, one per device with `devices`) or SLURM array tasks
+(submitit_slurm), or Ray tasks (ray). Under the last three, jobs that run alone go there too.
 """
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +43,18 @@ class PackedLauncherConf:
     max_members: Any = (
         None  # runs per pack at most; null: normlab.pack.grouping.default_max_members()
     )
+    gpu_memory_gib: Any = None  # of the GPU a pack gets (max_members: null); null: this machine's
+    executor: str = "inprocess"  # inprocess, submitit_local, submitit_slurm, ray
+    array_parallelism: int = 2  # packs at once (submitit)
+    devices: Any = None  # submitit_local: GPU indices, one pack on each at once
+    timeout_min: int = 240
+    max_num_timeout: int = 3  # requeues after a time-out (submitit), retries (Ray)
+    gpus_per_pack: int = 0
+    cpus_per_pack: int = 1
+    mem_gb: Any = None
+    partition: Any = None
+    setup: list[str] = field(default_factory=list)
+    address: Any = None  # Ray: a running cluster's; null: a local one
 
 
 ConfigStore.instance().store(
@@ -46,8 +63,9 @@ ConfigStore.instance().store(
 
 
 class PackedLauncher(Launcher):
-    def __init__(self, max_members: int | None = None) -> None:
-        self.max_members = max_members
+    def __init__(self, max_members: int | None = None, gpu_memory_gib=None, **executor) -> None:
+        self.max_members, self.gpu_memory_gib = max_members, gpu_memory_gib
+        self.executor = dict(executor)
         self.config = self.hydra_context = self.task_function = None
 
     def setup(self, *, hydra_context, task_function, config) -> None:
@@ -95,16 +113,25 @@ class PackedLauncher(Launcher):
         return ret, seen
 
     def launch(self, job_overrides, initial_job_idx: int):
-        from normlab.pack.grouping import plan_packs  # imports torch: only when launching
-        from normlab.pack.run import run_members
+        from normlab.config import ConfigError  # imports torch: only when launching
+        from normlab.pack.grouping import default_max_members, plan_packs
+        from normlab.sweep_dispatch import Executor, PackTask, run_packs
 
         limit = self.max_members
         if limit is not None and not (type(limit) is int and limit >= 1):  # true is no count
             refuse(f"hydra.launcher.max_members={limit}; allowed: an integer >= 1, or null "
                    "(16 on the CPU, one per 2 GiB of GPU memory up to 64)")  # fmt: skip
+        try:
+            options = {k: list(v) if k in ("devices", "setup") and v is not None else v
+                       for k, v in self.executor.items()}  # fmt: skip
+            executor = Executor(**{"name": options.pop("executor", "inprocess"), **options})
+        except ConfigError as error:
+            refuse(str(error))
+        if limit is None and self.gpu_memory_gib is not None:
+            limit = default_max_members(float(self.gpu_memory_gib))
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()  # workers elsewhere
         sweep_dir.mkdir(parents=True, exist_ok=True)
         log.info("Launching %d jobs, packed where they can be", len(job_overrides))
         configs = []
@@ -116,12 +143,19 @@ class PackedLauncher(Launcher):
         prepared = {}
         for i, config in enumerate(configs):
             prepared[i] = self.prepared(config)
-        packs, alone = plan_packs({i: seen for i, (_, seen) in prepared.items()}, self.max_members)
+        packs, alone = plan_packs({i: seen for i, (_, seen) in prepared.items()}, limit)
         for i, reason in alone.items():
             log.info("job #%d runs alone: %s", initial_job_idx + i, reason)
-            returns[i] = self.run_alone(configs[i])
-        for pack in packs:
-            values = run_members([prepared[i][1] for i in pack], sweep_dir / ".packs")
+            if executor.name == "inprocess":
+                returns[i] = self.run_alone(configs[i])
+            else:  # there, as a pack of one: its own run, in its own folder
+                packs.append([i])
+        tasks = [PackTask([prepared[i][1] for i in pack], sweep_dir / ".packs") for pack in packs]
+        try:
+            results = run_packs(tasks, executor, sweep_dir)
+        except ConfigError as error:  # the executor cannot run them (Ray without its GPUs)
+            refuse(str(error))
+        for pack, values in zip(packs, results, strict=True):
             for i, value in zip(pack, values, strict=True):
                 ret = prepared[i][0]
                 ret.status, ret.return_value = JobStatus.COMPLETED, value

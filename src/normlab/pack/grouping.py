@@ -6,13 +6,15 @@ from normlab.config import ConfigError, load_settings
 from normlab.pack.packable import pack_key, pack_refusal
 
 
-def default_max_members() -> int:
-    """Runs per pack when hydra.launcher.max_members is null: on a GPU one per 2 GiB of its
-    memory, at most 64 (an H200's 139 GiB: 64); on the CPU 16."""
-    if torch.cuda.is_available():
+def default_max_members(gib: float | None = None) -> int:
+    """Runs per pack when hydra.launcher.max_members is null: on a GPU of `gib` GiB (None:
+    this machine's GPU) one per 2 GiB of its memory, at most 64 (an H200's 139 GiB: 64); on
+    the CPU 16."""
+    if gib is None and torch.cuda.is_available():
         gib = torch.cuda.get_device_properties(0).total_memory / 2**30
-        return max(1, min(64, int(gib // 2)))
-    return 16
+    if gib is None:
+        return 16
+    return max(1, min(64, int(gib // 2)))
 
 
 def plan_packs(jobs: dict[int, dict], max_members: int | None = None):

@@ -41,13 +41,16 @@ from normlab.run.trainer import make_trainer, settle_lr
 log = logging.getLogger(__name__)
 
 
-def run(config: DictConfig | Settings, run_dir: Path | None = None) -> RunRecord:
+def run(
+    config: DictConfig | Settings, run_dir: Path | None = None, overrides: list[str] | None = None
+) -> RunRecord:
     """Train, test on the best checkpoint, write metrics.json; return the run's record.
     `run_dir`: default Hydra's run folder (outside Hydra: <paths.root>/runs/direct). One process
-    per folder; a finished run of the same settings is returned, not trained again."""
+    per folder; a finished run of the same settings is returned, not trained again.
+    `overrides`: what its record names (default: Hydra's of this job)."""
     s = load_settings(config) if isinstance(config, DictConfig) else config
     run_dir = Path(run_dir) if run_dir is not None else output_dir(s.paths.root)
-    member = Member(s, run_dir)
+    member = Member(s, run_dir, overrides)
     with run_folder_lock(run_dir):
         done = finished_record(run_dir, member.identity)
         if done is not None and not s.ckpt_path:

@@ -3,11 +3,13 @@ statistics callbacks, the fit's last.ckpt, and the trainer settings; Lightning's
 one-line ConfigErrors, before any data is read."""
 
 import logging
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.plugins.environments import SLURMEnvironment
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from normlab.callbacks.board import MemberLogger
@@ -121,13 +123,21 @@ def lightning_trainer(s: Settings, root: Path, loggers, callbacks, **options) ->
             **{**settings_options, **options},
             logger=loggers,
             callbacks=callbacks,
-            plugins=[AtomicCheckpointIO()],
+            plugins=[AtomicCheckpointIO(), *cluster_plugins()],
             default_root_dir=str(root),
             use_distributed_sampler=False,  # the datamodule shards by rank itself
         )
     except (MisconfigurationException, ValueError, RuntimeError) as error:
         raise ConfigError(f"trainer: Lightning refuses these settings ({first_line(error)}); "
                           "allowed: what pytorch_lightning.Trainer accepts") from None  # fmt: skip
+
+
+def cluster_plugins() -> list:
+    """Under submitit on SLURM, Lightning's own SLURM requeue (on SIGUSR1) is off, so that a
+    preempted or timed-out pack has one requeue: submitit's (SIGUSR2, PackTask.checkpoint)."""
+    if os.environ.get("SUBMITIT_EXECUTOR") == "slurm" and SLURMEnvironment.detect():
+        return [SLURMEnvironment(auto_requeue=False)]
+    return []
 
 
 def settle_lr(members: list[Member], module: Classifier, trainer: pl.Trainer) -> None:
