@@ -84,8 +84,6 @@ class PackTask:
 def run_packs(tasks: list[PackTask], executor: Executor, folder: Path) -> list[list[float]]:
     """Each task's values, in order, run where `executor` says (`folder`: the sweep's, where
     submitit keeps its jobs' logs under .submitit/)."""
-    for task in tasks:
-        task.executor = executor.name
     if executor.name == "inprocess" or not tasks:
         return [task() for task in tasks]
     if executor.name == "ray":

@@ -150,7 +150,8 @@ class PackedLauncher(Launcher):
                 returns[i] = self.run_alone(configs[i])
             else:  # there, as a pack of one: its own run, in its own folder
                 packs.append([i])
-        tasks = [PackTask([prepared[i][1] for i in pack], sweep_dir / ".packs") for pack in packs]
+        root = sweep_dir / ".packs"
+        tasks = [PackTask([prepared[i][1] for i in pack], root, executor.name) for pack in packs]
         try:
             results = run_packs(tasks, executor, sweep_dir)
         except ConfigError as error:  # the executor cannot run them (Ray without its GPUs)

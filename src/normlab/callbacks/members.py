@@ -169,13 +169,6 @@ class MemberStatistics(Callback):
     def on_test_start(self, trainer, pl_module) -> None:
         self.each("on_test_start", trainer, pl_module)
 
-    def summary(self, k: int) -> dict[str, float]:
-        """Member k's values for metrics.json, as a solo run's statistics callbacks give them."""
-        out: dict[str, float] = {}
-        for callback in self.callbacks[k]:
-            out.update(callback.summary)
-        return out
-
     @override
     def state_dict(self) -> dict:
         return {"members": [[c.state_dict() for c in cs] for cs in self.callbacks]}
