@@ -146,3 +146,16 @@ def test_cells_run_for_two_budgets_get_an_error_vs_epochs_figure(tmp_path):
     assert "error_vs_epochs.png" in {p.name for p in plot(table, tmp_path)}
     five = [r for r in rows if r["max_epochs"] == 5]
     assert "error_vs_epochs.png" not in {p.name for p in plot(aggregate(five), tmp_path)}
+
+
+def test_a_line_joins_only_neighbouring_x_values_of_the_figure_s_grid():
+    """ResNet-20 at batch 32 and 2 beside the CNN at 32, 16, 8, 4, 2: two points, no segment
+    from 32 to 2; the CNN's five are one segment."""
+    from normlab.report.plots import segments
+
+    grid = [2, 4, 8, 16, 32]
+    assert segments([{"b": 2}, {"b": 32}], "b", grid) == [[{"b": 2}], [{"b": 32}]]
+    five = [{"b": b} for b in grid]
+    assert segments(five, "b", grid) == [five]
+    assert segments([{"b": 2}, {"b": 4}, {"b": 16}], "b", grid) == [[{"b": 2}, {"b": 4}],
+                                                                     [{"b": 16}]]  # fmt: skip

@@ -29,7 +29,7 @@ def settings_columns() -> list[str]:
 
 
 def columns() -> list[str]:
-    return ["run", "status", *settings_columns(), *RESULTS, "step", "error"]
+    return ["run", "status", *settings_columns(), *RESULTS, "step", "error", "execution"]
 
 
 def run_dirs(sweep: Path) -> list[Path]:
@@ -99,10 +99,21 @@ def read_run(run_dir: Path, sweep: Path) -> dict:
     row.update({k: metrics.get(k) for k in ("status", "lr", "best_val_acc", "fit_seconds", "step",
                                              "error")})  # fmt: skip
     row.update({f.column: metrics.get(json_key(f.tag)) for f in FINALS})
+    row["execution"] = execution(record, cfg)
     row["val_error"] = error_percent(row["val_acc"])
     row["test_error"] = error_percent(row["test_acc"])
     row["gap_points"] = points(row["gap_acc"])
     return row
+
+
+CALLBACKS = ("drift", "train_eval_gap", "population")
+
+
+def execution(record: dict, cfg: dict) -> str:
+    """How the run was executed: solo or a packed member, with the statistics callbacks on (any
+    of them) or off ("packed, callbacks off")."""
+    on = any(cfg.get(f"callbacks.{name}.enabled") for name in CALLBACKS)
+    return f"{'packed' if record.get('packed_with') else 'solo'}, callbacks {'on' if on else 'off'}"
 
 
 def varying_options(rows: list[dict]) -> None:

@@ -9,7 +9,9 @@ contrasts table (contrasts.csv and a section of summary.md).
 Each side selects exactly one cell of the summary by its settings (any summary.csv setting
 column: model, norm, batch_size, num_groups, weight_standardization, options, ...). B − A is
 reported per metric (the file's `metrics`, or a contrast's own), with Holm's adjustment over
-the file's contrasts of that metric.
+the file's contrasts of that metric; a contrast's `family` (a name) makes Holm run within the
+contrasts of its family instead, so that a pre-declared primary contrast is not diluted by the
+exploratory ones. A contrast's `name` lets a claim (normlab.report.claims) refer to it.
 
 A contrast with `minus` is a difference of differences, (B − A) − (minus.B − minus.A): is an
 effect larger in one setting than in another (a deeper model, say)? Each pair's per-seed
@@ -21,6 +23,7 @@ differences (over the seeds both of its cells ran) are the samples, compared as 
 """
 
 import csv
+import io
 import math
 from pathlib import Path
 
@@ -31,7 +34,7 @@ from normlab.report.statistics import Contrast, contrast, holm
 from normlab.report.tables import label, varying
 
 COLUMNS = ["metric", "a", "b", "n_a", "n_b", "difference", "ci_low", "ci_high", "test", "p",
-           "welch_p", "holm_p", "ci_excludes_zero"]  # fmt: skip
+           "welch_p", "holm_p", "ci_excludes_zero", "name", "family"]  # fmt: skip
 
 
 class ContrastError(ValueError):
@@ -91,20 +94,28 @@ def compute(table: list[dict], declared: dict) -> list[Contrast]:
     default = declared.get("metrics", ["test_error"])
     pairs = declared.get("contrasts", [])
     metrics = list(dict.fromkeys([*default, *(m for p in pairs for m in p.get("metrics", []))]))
+    names = [p["name"] for p in pairs if p.get("name")]
+    if len(set(names)) < len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise ContrastError(f"contrast names {twice} are declared twice; allowed: unique names")
     for metric in metrics:
-        family = []
+        computed = []
         for pair in (p for p in pairs if metric in p.get("metrics", default)):
             if "minus" in pair:
                 base, base_name = paired_differences(table, pair["minus"], metric, name)
                 effect, effect_name = paired_differences(table, pair, metric, name)
-                family.append(contrast(base, effect, (base_name, effect_name), metric))
-                continue
-            a, b = select(table, pair["a"]), select(table, pair["b"])
-            family.append(contrast(per_seed(a, metric), per_seed(b, metric),
-                                   (name(a), name(b)), metric))  # fmt: skip
-        for row, adjusted in zip(family, holm([c.p for c in family]), strict=True):
-            row.holm_p = adjusted
-        rows += family
+                row = contrast(base, effect, (base_name, effect_name), metric)
+            else:
+                a, b = select(table, pair["a"]), select(table, pair["b"])
+                row = contrast(per_seed(a, metric), per_seed(b, metric), (name(a), name(b)),
+                               metric)  # fmt: skip
+            row.name, row.family = str(pair.get("name", "")), str(pair.get("family", ""))
+            computed.append(row)
+        for family in dict.fromkeys(c.family for c in computed):
+            members = [c for c in computed if c.family == family]
+            for row, adjusted in zip(members, holm([c.p for c in members]), strict=True):
+                row.holm_p, row.family_size = adjusted, len(members)
+        rows += computed
     return rows
 
 
@@ -112,22 +123,29 @@ def read(path: Path) -> dict:
     return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
 
 
-def write_csv(rows: list[Contrast], path: Path) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(COLUMNS)
-        for c in rows:
-            writer.writerow([c.metric, c.a, c.b, c.n_a, c.n_b, f"{c.difference:.4f}",
-                             f"{c.low:.4f}", f"{c.high:.4f}", c.test, f"{c.p:.4g}",
-                             f"{c.welch_p:.4g}", f"{c.holm_p:.4g}", c.excludes_zero])  # fmt: skip
+def csv_text(rows: list[Contrast]) -> str:
+    """contrasts.csv's text."""
+    f = io.StringIO()
+    writer = csv.writer(f)
+    writer.writerow(COLUMNS)
+    for c in rows:
+        writer.writerow([c.metric, c.a, c.b, c.n_a, c.n_b, f"{c.difference:.4f}", f"{c.low:.4f}",
+                         f"{c.high:.4f}", c.test, f"{c.p:.4g}", f"{c.welch_p:.4g}",
+                         f"{c.holm_p:.4g}", c.excludes_zero, c.name, c.family])  # fmt: skip
+    return f.getvalue()
 
 
 def markdown(rows: list[Contrast]) -> str:
     if not rows:
         return ""
+    holm_over = (
+        "this file's contrasts of each metric, within each declared family"
+        if any(c.family for c in rows)
+        else "this file's contrasts of each metric"
+    )
     lines = ["", "Contrasts (B − A: errors and the gap in points, drift and EMA-vs-population "
              "distance in std units; 95% CI; paired t-test where both cells ran the same seeds, "
-             "else Welch's; Holm over this file's contrasts of each metric):", "",
+             f"else Welch's; Holm over {holm_over}):", "",
              "| metric | A | B | B − A | 95% CI | test | p | Holm p | CI excludes 0 |",
              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for c in rows:

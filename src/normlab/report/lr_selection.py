@@ -7,9 +7,9 @@ a study's contrasts compare at the chosen lrs.
 """
 
 import csv
+import io
 import statistics
 from dataclasses import dataclass
-from pathlib import Path
 
 from normlab.report.contrasts import cell_name, per_seed
 from normlab.report.plots import lr_factor
@@ -72,11 +72,12 @@ def markdown(rows: list[BestLr]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_csv(rows: list[BestLr], path: Path) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(COLUMNS)
-        for r in rows:
-            writer.writerow([r.cell, r.lr, r.factor, f"{r.val_error:.6g}",
-                             " ".join(map(str, r.seeds)), " ".join(f"{lr:g}" for lr in r.lrs),
-                             r.at_edge])  # fmt: skip
+def csv_text(rows: list[BestLr]) -> str:
+    """best_lr.csv's text."""
+    f = io.StringIO()
+    writer = csv.writer(f)
+    writer.writerow(COLUMNS)
+    for r in rows:
+        writer.writerow([r.cell, r.lr, r.factor, f"{r.val_error:.6g}", " ".join(map(str, r.seeds)),
+                         " ".join(f"{lr:g}" for lr in r.lrs), r.at_edge])  # fmt: skip
+    return f.getvalue()

@@ -4,6 +4,8 @@ readable names and n in the legend, each line offset a little so that none hides
 
 import math
 import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -18,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 TITLE_WIDTH = 90  # characters a title line holds at fontsize 8 across a default figure
 
 BATCH = "batch size (log\N{SUBSCRIPT TWO} scale)"
-GAP = "train-mode minus eval-mode val accuracy (points)"
+GAP = "train-mode minus eval-mode\nval accuracy (points)"  # two lines: one is clipped
 # (file, y column, y label, x column, x label): against the batch size, then against each
 # norm's swept options (NormSpec.columns)
 BATCH_FIGURES = [
@@ -151,18 +153,33 @@ def panels(lines: dict[str, list[dict]], x: str) -> list[tuple[str, dict[str, li
     return [(f"batch {b}", by_batch[b]) for b in sorted(by_batch)]
 
 
-def draw(ax, lines: dict[str, list[dict]], x: str, y: str, styles: list[str]) -> None:
+def segments(rows: list[dict], x: str, grid: list) -> list[list[dict]]:
+    """A line's runs of neighbouring x values on the figure's grid (every x some line has): a
+    line is not drawn across x values it did not run (ResNet-20 at 32 and 2 beside the CNN's
+    32, 16, 8, 4, 2 is two points, not a segment from 32 to 2)."""
+    parts: list[list[dict]] = []
+    for e in rows:
+        if parts and grid.index(e[x]) == grid.index(parts[-1][-1][x]) + 1:
+            parts[-1].append(e)
+        else:
+            parts.append([e])
+    return parts
+
+
+def draw(ax, lines: dict[str, list[dict]], x: str, y: str, styles: list[str], grid: list) -> None:
     """Each line with its 95% CI bars, side by side (a small offset along the log axis) so that
     no line hides another; a line keeps its marker and style (its index in `styles`) in every
-    panel."""
+    panel, and joins only neighbouring x values of `grid`."""
     ordered = sorted(lines.items(), key=lambda item: styles.index(item[0]))
     for i, (line, rows) in enumerate(ordered):
         shift = 2 ** (0.06 * (i - (len(ordered) - 1) / 2))
         k = styles.index(line)
-        ax.errorbar([e[x] * shift for e in rows], [e[y] for e in rows],
-                    yerr=[ci_half_width(e, y) for e in rows], marker=MARKERS[k % len(MARKERS)],
-                    linestyle=LINESTYLES[k % len(LINESTYLES)], color=f"C{k % 10}", capsize=3,
-                    label=f"{line} ({n_label(rows)})")  # fmt: skip
+        for j, part in enumerate(segments(rows, x, grid)):
+            ax.errorbar([e[x] * shift for e in part], [e[y] for e in part],
+                        yerr=[ci_half_width(e, y) for e in part],
+                        marker=MARKERS[k % len(MARKERS)], linestyle=LINESTYLES[k % len(LINESTYLES)],
+                        color=f"C{k % 10}", capsize=3,
+                        label=f"{line} ({n_label(rows)})" if j == 0 else None)  # fmt: skip
     ax.set_xscale("log", base=2)
     ticks = sorted({e[x] for rows in lines.values() for e in rows})
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
@@ -174,12 +191,20 @@ def draw(ax, lines: dict[str, list[dict]], x: str, y: str, styles: list[str]) ->
     ax.grid(alpha=0.3)
 
 
-def plot(table: list[dict], out: Path) -> list[Path]:
-    """Write each figure that the sweep has data for (at least two x values for some line),
-    with every line, and a cell run at one x value as a point (Batch Renorm at one batch size);
-    the epochs figure draws only the cells run for several epochs. For a sweep at one batch
-    size, also the dot chart of its cells."""
-    written = []
+@dataclass(frozen=True)
+class Figure:
+    """A figure the report has data for: its file name, and how to draw it into a folder."""
+
+    name: str
+    draw: Callable[[Path], None]
+
+
+def plan(table: list[dict]) -> list[Figure]:
+    """Each figure that the sweep has data for (at least two x values for some line), with every
+    line, and a cell run at one x value as a point (Batch Renorm at one batch size); the epochs
+    figure draws only the cells run for several epochs. For a sweep at one batch size, also the
+    dot chart of its cells. Names are known without drawing (`normlab-report --check`)."""
+    planned = []
     for name, y, ylabel, x, xlabel in figures():
         lines = series([{**e, "lr_factor": lr_factor(e)} for e in table], y, x)
         # a point is one cell; several cells at one x (Ghost BN's virtual batches, all at SGD
@@ -188,15 +213,23 @@ def plot(table: list[dict], out: Path) -> list[Path]:
         spans = {k: len({e[x] for e in v}) > 1 for k, v in lines.items()}
         lines = {k: v for k, v in lines.items()
                  if spans[k] or (len(v) == 1 and x != "max_epochs")}  # fmt: skip
-        if not any(spans[k] for k in lines):
-            continue
+        if any(spans[k] for k in lines):
+            planned.append(Figure(name, _line_figure(name, lines, x, y, xlabel, ylabel)))
+    if len(table) >= 2 and len({e["batch_size"] for e in table}) == 1:
+        planned.append(Figure("error_by_cell.png", lambda out: dot_chart(table, out)))
+    return planned
+
+
+def _line_figure(name, lines, x, y, xlabel, ylabel) -> Callable[[Path], None]:
+    def draw_into(out: Path) -> None:
         shown = [e for rows in lines.values() for e in rows]
         facets = panels(lines, x)
         styles = sorted({line for _, facet in facets for line in facet})
         fig, axes = plt.subplots(1, len(facets), figsize=(5.6 + 2.4 * (len(facets) - 1), 4.0),
                                  dpi=150, squeeze=False)  # fmt: skip
+        grid = sorted({e[x] for e in shown})
         for ax, (panel, facet) in zip(axes[0], facets, strict=True):
-            draw(ax, facet, x, y, styles)
+            draw(ax, facet, x, y, styles, grid)
             ax.set_xlabel(xlabel if len(facets) == 1 else xlabel.replace(" (log", "\n(log"))
             if panel:
                 ax.set_title(panel, fontsize=9)
@@ -216,7 +249,14 @@ def plot(table: list[dict], out: Path) -> list[Path]:
         fig.tight_layout()
         fig.savefig(out / name)
         plt.close(fig)
-        written.append(out / name)
-    if len(table) >= 2 and len({e["batch_size"] for e in table}) == 1:
-        written.append(dot_chart(table, out))
+
+    return draw_into
+
+
+def plot(table: list[dict], out: Path) -> list[Path]:
+    """Draw every planned figure into `out`."""
+    written = []
+    for figure in plan(table):
+        figure.draw(out)
+        written.append(out / figure.name)
     return written

@@ -42,6 +42,9 @@ class Contrast:
     test: str  # "paired" (same seeds) or "welch"
     welch_p: float
     holm_p: float = math.nan
+    name: str = ""  # the declared contrast's name, if it has one (claims refer to it)
+    family: str = ""  # the Holm family within its metric ("" = the file's unnamed family)
+    family_size: int = 0
 
     @property
     def excludes_zero(self) -> bool:

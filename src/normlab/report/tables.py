@@ -1,9 +1,9 @@
 """Rows -> summary.csv and a Markdown table, with the mean and spread across seeds."""
 
 import csv
+import io
 import math
 import statistics
-from pathlib import Path
 
 from normlab.norms.registry import report_columns
 from normlab.report.collect import columns, settings_columns
@@ -58,11 +58,13 @@ def unequal_training(table: list[dict]) -> tuple[float, float] | None:
     return None
 
 
-def write_csv(rows: list[dict], path: Path) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, columns(), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+def csv_text(rows: list[dict]) -> str:
+    """summary.csv's text: one row per run."""
+    f = io.StringIO()
+    writer = csv.DictWriter(f, columns(), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return f.getvalue()
 
 
 def finite(values) -> list[float]:
@@ -102,6 +104,14 @@ def aggregate(rows: list[dict]) -> list[dict]:
     return table
 
 
+def modes(entry: dict) -> str:
+    """The cell's execution modes with their run counts: "solo, callbacks on" when one, else
+    "solo, callbacks on: 3; packed, callbacks on: 2"."""
+    found = [r.get("execution") or "?" for r in entry["runs"]]
+    kinds = sorted(set(found))
+    return kinds[0] if len(kinds) == 1 else "; ".join(f"{k}: {found.count(k)}" for k in kinds)
+
+
 def cell(mean: float, std: float, n: int, digits: int, ci=None) -> str:
     """mean ± SD, and the 95% CI of the mean when given: 9.87 ± 0.27 [9.20, 10.54]."""
     if math.isnan(mean):
@@ -128,7 +138,7 @@ def markdown(rows: list[dict], table: list[dict]) -> str:
     header = ["dataset", "model", "norm", "batch", *(c.header for c in shown),
               *(["epochs"] if epochs else []), "lr", "val error %",
               "test error %", "train/eval gap (points)", "drift to batch", "EMA vs population",
-              "train images", "n"]  # fmt: skip
+              "train images", "n", "runs as"]  # fmt: skip
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for e in table:
         images = "–" if math.isnan(e["train_images"]) else f"{e['train_images']:.0f}"
@@ -141,7 +151,7 @@ def markdown(rows: list[dict], table: list[dict]) -> str:
                  cell(e["gap_points"], e["gap_points_std"], e["n"], 2),
                  cell(e["drift_to_batch"], e["drift_to_batch_std"], e["n"], 3),
                  cell(e["precise_distance"], e["precise_distance_std"], e["n"], 3),
-                 images, e["n"]]  # fmt: skip
+                 images, e["n"], modes(e)]  # fmt: skip
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     unfinished = [r for r in rows if r.get("status") != "finished"]
     if unfinished:
