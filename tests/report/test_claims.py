@@ -201,3 +201,19 @@ def test_every_committed_study_is_as_its_runs_give():
     result = subprocess.run([sys.executable, "-m", "normlab.report", "experiments", "--check"],
                             cwd=REPO, capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_study_readme_types_an_interval_or_a_spread_by_hand():
+    """Outside the rendered blocks, no '[low, high]' interval or '± SD' in a study's README or
+    experiments/README.md (perf/ measures speed and is not a study)."""
+    import re
+
+    interval = re.compile(r"\[[+−-]?\d+\.\d+, *[+−-]?\d+\.\d+\]|± *\d+\.\d+")
+    block = re.compile(r"<!-- normlab-report:(\S+) -->.*?<!-- /normlab-report:\1 -->", re.S)
+    typed = {}
+    for path in sorted((REPO / "experiments").glob("**/README.md")):
+        if path.parent.name != "perf":
+            found = interval.findall(block.sub("", path.read_text()))
+            if found:
+                typed[str(path.relative_to(REPO))] = found[:3]
+    assert typed == {}

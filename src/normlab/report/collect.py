@@ -1,5 +1,6 @@
 """A sweep folder -> one row per run: its settings, status and final metrics (reads files only)."""
 
+import functools
 import math
 from pathlib import Path
 
@@ -58,7 +59,14 @@ def settings_of(record: dict | None, run_dir: Path) -> dict:
     config = run_dir / ".hydra" / "config.yaml"
     if not config.is_file():
         return {}
-    cfg = OmegaConf.to_container(OmegaConf.load(config), resolve=True)
+    return dict(config_settings(str(config.resolve()), config.stat().st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=4096)
+def config_settings(path: str, mtime_ns: int) -> dict:
+    """A Hydra config.yaml's settings, flat; cached by path and modification time, since a
+    study's report reads the same runs in several of its reports (and other studies')."""
+    cfg = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
     cfg.pop("hydra", None)
     return flat(cfg)
 
