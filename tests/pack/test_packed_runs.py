@@ -185,7 +185,7 @@ def test_a_job_that_cannot_be_packed_is_said_in_one_line_and_runs_alone(tmp_path
     """A torchvision model (not packed yet): each job runs alone, as under the basic launcher,
     said in one line each; the cnn's jobs, statistics callbacks on, share one pack."""
     base = [*tiny_overrides(tmp_path), "hydra/launcher=packed", "seed=0,1"]
-    alone = sweep(*base, "model=torchvision", "model.arch=resnet18", "model.cifar_stem=true",
+    alone = sweep(*base, "model=torchvision", "model.arch=mobilenet_v3_small",
                   f"hydra.sweep.dir={tmp_path / 'alone'}")  # fmt: skip
     log = alone.stdout + alone.stderr
     assert log.count("runs alone: model=torchvision is not tested in packs yet") == 2

@@ -3,11 +3,9 @@ figure list are rendered and checked by `normlab-report <study> [--check]`."""
 
 import subprocess
 import sys
-from dataclasses import dataclass
 
 import pytest
 
-from normlab.report.__main__ import main
 from normlab.report.claims import Claim, Judged, fill, parse
 from normlab.report.contrasts import ContrastError
 from normlab.report.statistics import Contrast
@@ -104,27 +102,6 @@ def write_runs(folder, errors):
                      {"status": "finished", **s.key_choices(), "identity": identity.hash,
                       "settings": identity.settings, "val_acc": 1 - error,
                       "test_acc": 1 - error, "epochs": 1.0})  # fmt: skip
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture
-def report(capsys):
-    """`normlab-report *args`, in this process (the CLI's main; a subprocess costs an import of
-    torch per call)."""
-
-    def run(*args) -> Result:
-        capsys.readouterr()
-        code = main([str(a) for a in args])
-        out = capsys.readouterr()
-        return Result(code, out.out, out.err)
-
-    return run
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@ model, and a difference of differences (is BN's small-batch loss larger in the d
 
 import csv
 import math
-import subprocess
-import sys
 
 import pytest
 
@@ -12,7 +10,6 @@ from normlab.report import summarize
 from normlab.run.identity import RunIdentity
 from normlab.run.record import write_record
 from tests.configs import make
-from tests.runs import REPO
 
 # test error (fraction) per seed 0, 1, 2 of BN at batch 32 and at batch 2
 ERRORS = {
@@ -72,13 +69,11 @@ def test_a_difference_of_differences_over_two_folders_of_runs(tmp_path):
     assert not math.isnan(float(models["holm_p"]))
 
 
-def test_a_pair_without_two_shared_seeds_is_one_line(tmp_path):
+def test_a_pair_without_two_shared_seeds_is_one_line(tmp_path, report):
     write_runs(tmp_path / "resnet", "resnet20")
     write_runs(tmp_path / "cnn", "cnn", seeds=(0,))
     (tmp_path / "resnet" / "contrasts.yaml").write_text(CONTRASTS)
-    result = subprocess.run([sys.executable, "-m", "normlab.report", str(tmp_path / "resnet"),
-                             str(tmp_path / "cnn"), "--out", str(tmp_path / "out")],
-                            cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    result = report(tmp_path / "resnet", tmp_path / "cnn", "--out", tmp_path / "out")
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "error: contrast pair {'model': 'cnn', 'norm': 'batch', 'batch_size': 32} -> "
@@ -87,11 +82,9 @@ def test_a_pair_without_two_shared_seeds_is_one_line(tmp_path):
     )
 
 
-def test_a_second_folder_that_is_missing_is_one_line(tmp_path):
+def test_a_second_folder_that_is_missing_is_one_line(tmp_path, report):
     write_runs(tmp_path / "resnet", "resnet20")
-    result = subprocess.run([sys.executable, "-m", "normlab.report", str(tmp_path / "resnet"),
-                             str(tmp_path / "nothing")], cwd=REPO, capture_output=True,
-                            text=True)  # fmt: skip
+    result = report(tmp_path / "resnet", tmp_path / "nothing")
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: no sweep folder at {tmp_path / 'nothing'}"
 

@@ -76,12 +76,7 @@ def test_declared_contrasts_reach_summary_md_and_contrasts_csv(tmp_path):
     assert (tmp_path / "out" / "error_by_cell.png").stat().st_size > 0  # one batch: a dot chart
 
 
-def test_a_contrast_that_selects_no_cell_is_one_line(tmp_path):
-    import subprocess
-    import sys
-
-    from tests.runs import REPO
-
+def test_a_contrast_that_selects_no_cell_is_one_line(tmp_path, report):
     sweep = tmp_path / "sweep"
     s = make(["norm=batch", "model=cnn"])
     identity = RunIdentity.of(s)
@@ -89,8 +84,7 @@ def test_a_contrast_that_selects_no_cell_is_one_line(tmp_path):
                                "test_acc": 0.9, "identity": identity.hash,
                                "settings": identity.settings})  # fmt: skip
     (sweep / "contrasts.yaml").write_text("contrasts:\n  - {a: {norm: batch}, b: {norm: group}}\n")
-    result = subprocess.run([sys.executable, "-m", "normlab.report", str(sweep)], cwd=REPO,
-                            capture_output=True, text=True)  # fmt: skip
+    result = report(sweep)
     assert result.returncode == 2
     assert result.stderr.strip() == ("error: contrast cell {'norm': 'group'} matches 0 cells; "
                                      "allowed: settings that select exactly one")  # fmt: skip
