@@ -60,7 +60,9 @@ def test_summary_csv_markdown_and_plots(sweep_root, tmp_path):
     assert len(failed) == 1 and "num_groups=5" in failed[0]["error"]
     markdown = (tmp_path / "summary.md").read_text()
     batch_rows = [line for line in markdown.splitlines() if "| batch | 4 |" in line]
-    assert len(batch_rows) == 1 and " ± " in batch_rows[0] and batch_rows[0].endswith("| 2 |")
+    assert len(batch_rows) == 1 and " ± " in batch_rows[0]
+    assert batch_rows[0].endswith("| 2 | solo, callbacks on |")  # n, and how the runs ran
+    assert {r["execution"] for r in rows if r["status"] == "finished"} == {"solo, callbacks on"}
     assert "Runs not finished" in markdown and "still-running | running" in markdown
 
 

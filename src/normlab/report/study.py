@@ -112,8 +112,11 @@ def block(study: Path, spec: Spec, report: Report | None, judged) -> str:
     else:
         statuses = [r.get("status") for r in report.rows]
         counts = ", ".join(f"{statuses.count(s)} {s}" for s in sorted(set(map(str, statuses))))
+        beside = ", ".join(f"`{os.path.relpath(f, study)}`" for f in spec.runs[1:])
+        runs = f"{len(report.rows)} runs ({counts}"
+        runs += f"; with those beside it in {beside})" if beside else ")"
         head = (f"Rendered by `normlab-report {where}` from `{spec.path.name}` and "
-                f"{len(report.rows)} runs ({counts}); tables and figures in "
+                f"{runs}; tables and figures in "
                 f"`{os.path.relpath(spec.out, study)}/`. Each claim is a declared contrast "
                 "(B − A, 95% CI; paired t-test where both cells ran the same seeds, else "
                 "Welch's; Holm over the contrasts of its metric and family).")  # fmt: skip
