@@ -22,7 +22,7 @@ from pathlib import Path
 
 from normlab.report import Report, compute
 from normlab.report import claims as claim_rules
-from normlab.report.collect import collect, run_dirs
+from normlab.report.collect import run_dirs
 from normlab.report.contrasts import ContrastError, cell_name, read
 from normlab.report.tables import aggregate, modes, varying
 
@@ -92,7 +92,11 @@ def render_study(study: Path) -> Rendered:
         report: Report | None = None
         if has_runs(spec):
             report = compute(spec.runs[0], spec.path, spec.runs[1:])
-            own = collect(spec.runs[0])
+            own = [
+                r
+                for r in report.rows  # with folders beside, rows are named by folder
+                if len(spec.runs) == 1 or r["run"].startswith(f"{spec.runs[0]}/")
+            ]
             rendered.statuses[spec.runs[0]] = [str(r.get("status")) for r in own]
             for name, table in report.tables.items():
                 rendered.files[spec.out / name] = table
