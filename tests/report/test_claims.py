@@ -74,10 +74,13 @@ def test_a_bad_claim_is_one_line_naming_what_is_allowed(entry, message):
     assert "\n" not in str(error.value) and "allowed" in str(error.value)
 
 
-def test_placeholders_take_a_claim_s_estimate_or_verdict():
-    judged = {"s": {"gn_bn:test_error": Judged(claim(), row(-0.5, -0.9, -0.1, 0.2))}}
-    text = fill("GN − BN {s/gn_bn:test_error} ({s/gn_bn:test_error.verdict})", judged)
-    assert text == "GN − BN −0.50 [−0.90, −0.10] (holds before Holm only)"
+def test_placeholders_take_a_claim_s_estimate_verdict_or_p_values():
+    judged = {"s": {"gn_bn:test_error": Judged(claim(), row(-0.5, -0.9, -0.1, 0.2)),
+                    "later:test_error": Judged(claim(), None)}}  # fmt: skip
+    text = fill("GN − BN {s/gn_bn:test_error} ({s/gn_bn:test_error.verdict}; "
+                "{s/gn_bn:test_error.p})", judged)  # fmt: skip
+    assert text == "GN − BN −0.50 [−0.90, −0.10] (holds before Holm only; p 0.01, Holm p 0.2 of 1)"
+    assert fill("{s/later:test_error} {s/later:test_error.p}", judged) == "– –"
     with pytest.raises(ContrastError, match="names no claim"):
         fill("{s/other}", judged)
 

@@ -115,9 +115,13 @@ class Judged:
 
     def stats(self) -> str:
         row = self.row
-        holm = f"Holm p {p_value(row.holm_p)} of {row.family_size}"
         return (f"{side(row.b)} − {side(row.a)}; {row.test}, n = {row.n_a}/{row.n_b}; "
-                f"p {p_value(row.p)}, {holm}")  # fmt: skip
+                f"{self.p_values()}")  # fmt: skip
+
+    def p_values(self) -> str:
+        """'p 0.012, Holm p 0.036 of 3'."""
+        row = self.row
+        return f"p {p_value(row.p)}, Holm p {p_value(row.holm_p)} of {row.family_size}"
 
 
 def judge(claims: list[Claim], rows: list[Contrast] | None) -> list[Judged]:
@@ -154,17 +158,22 @@ def table(judged: list[Judged]) -> str:
     return "\n".join(lines) + "\n"
 
 
-PLACEHOLDER = re.compile(r"\{([\w-]+)/([\w:-]+?)(\.verdict)?\}")
+PLACEHOLDER = re.compile(r"\{([\w-]+)/([\w:-]+?)(\.verdict|\.p)?\}")
 
 
 def fill(template: str, judged: dict[str, dict[str, Judged]]) -> str:
-    """`{study/claim}` -> the claim's estimate, `{study/claim.verdict}` -> its verdict."""
+    """`{study/claim}` -> the claim's estimate, `{study/claim.verdict}` -> its verdict,
+    `{study/claim.p}` -> its p and Holm p ('–' while not run)."""
 
     def value(match: re.Match) -> str:
-        study, name, verdict = match.groups()
+        study, name, field = match.groups()
         if name not in judged.get(study, {}):
             raise ContrastError(f"{{{study}/{name}}} names no claim; allowed: study/claim-name")
         j = judged[study][name]
-        return j.verdict if verdict else j.estimate
+        if field == ".verdict":
+            return j.verdict
+        if field == ".p":
+            return "–" if j.row is None else j.p_values()
+        return j.estimate
 
     return PLACEHOLDER.sub(value, template)
