@@ -4,15 +4,19 @@ cut one is 'corrupt' in the report with the rest of the table intact."""
 import errno
 import json
 import math
+import os
+import platform
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from normlab.report import collect, summarize
 from normlab.run import record as record_module
 from normlab.run.finish import Ending, finish_run
 from normlab.run.identity import RunIdentity
 from normlab.run.job import Member
+from normlab.run.machine import cpu_model
 from normlab.run.record import RecordUnreadable, read_record, write_record
 from tests.test_config import make
 
@@ -127,3 +131,27 @@ def test_the_report_reads_old_records_with_bare_nan_and_new_ones(tmp_path):
     rows = {r["run"]: r for r in collect(tmp_path)}
     assert math.isnan(float(rows["old"]["val_acc"])) and math.isnan(float(rows["new"]["val_acc"]))
     assert rows["old"]["status"] == rows["new"]["status"] == "finished"
+
+
+def test_a_record_says_what_machine_ran_it(tmp_path):
+    """finish_run records the torch build and the intra-op threads the run trained with."""
+    trainer = SimpleNamespace(global_step=0, current_epoch=0, world_size=1)
+    logger = SimpleNamespace(log_metrics=lambda values, step: None, save=lambda: None)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        ending = Ending({}, None, None, None, fit_seconds=0.0)
+        finish_run(Member(make(["norm=batch"]), tmp_path, []), logger, trainer, ending)
+    finally:
+        torch.set_num_threads(threads)
+    recorded = read_record(tmp_path)["machine"]
+    assert recorded["threads"] == 1
+    assert recorded["torch"] == torch.__version__ and recorded["cpus"] == os.cpu_count()
+    assert recorded["cpu"] and ("gpu" in recorded) == torch.cuda.is_initialized()
+
+
+def test_the_cpu_model_is_read_from_cpuinfo_or_else_platform(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: X\nmodel name\t: Some CPU 9000\n")
+    assert cpu_model(cpuinfo) == "Some CPU 9000"
+    assert cpu_model(tmp_path / "absent") == (platform.processor() or platform.machine())

@@ -12,6 +12,7 @@ from normlab.distributed import batch_sizes
 from normlab.metric_names import json_key
 from normlab.module import Classifier
 from normlab.run.job import Member, in_sweep
+from normlab.run.machine import machine
 from normlab.run.record import RunRecord, record_run, result_line, status_of
 from normlab.run.trainer import Fit
 
@@ -89,6 +90,7 @@ def finish_run(member: Member, logger, trainer, ending: Ending) -> RunRecord:
         results["best_val_acc"] = ending.best_score
     results["fit_seconds"] = ending.fit_seconds
     results["best_checkpoint"] = ending.best_checkpoint
+    results["machine"] = machine()
     results.update(member.extra)
     status = status_of(ending.diverged_at, trainer.global_step, results)
     record = record_run(run_dir, s, status, trainer.world_size, member.overrides,
