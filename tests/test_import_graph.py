@@ -5,8 +5,8 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-RUN_FLOORS = ["sizes", "identity", "record", "lock", "resume", "checkpoints", "build", "job",
-              "trainer", "finish", "fit"]  # fmt: skip
+RUN_FLOORS = ["machine", "sizes", "identity", "record", "lock", "resume", "checkpoints", "build",
+              "job", "trainer", "finish", "fit"]  # fmt: skip
 
 
 def module_name(path: Path) -> str:
