@@ -145,3 +145,24 @@ def test_machine_paths_are_rewritten_from_where_the_run_sits_now(tmp_path):
         "packed_with": {"pack": "pack-a", "folder": "../.packs/pack-a"},
         "val_acc": 0.5,
     }
+
+
+def test_a_run_renamed_on_its_way_into_a_study_names_its_new_folder(tmp_path):
+    """Hydra names a run folder after its overrides, commas and all; copied into a study under a
+    shorter name, its hydra.yaml names the new folder whole, not the old one's tail."""
+    from normlab.report.portable import machine_paths, make_portable
+
+    old = "/work/sweeps/b2/norm=batch,data.batch_size=2,callbacks=none~f0408baa"
+    run = tmp_path / "experiments" / "study" / "runs" / "norm=batch,seed=0"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "hydra.yaml").write_text(
+        f"hydra:\n  run:\n    dir: {old}\n  sweep:\n    dir: /work/sweeps/b2\n"
+        f"  runtime:\n    cwd: /work/tree\n    output_dir: {old}\n"
+        f"  job_logging:\n    filename: {old}/train.log\n"
+    )
+    make_portable(tmp_path / "experiments" / "study" / "runs", tmp_path)
+    hydra = (run / ".hydra" / "hydra.yaml").read_text()
+    assert machine_paths(hydra) == []
+    new = "experiments/study/runs/norm=batch,seed=0"
+    assert f"output_dir: {new}\n" in hydra and f"dir: {new}\n" in hydra
+    assert f"filename: {new}/train.log\n" in hydra and "callbacks=none" not in hydra

@@ -29,17 +29,16 @@ def machine_paths(text: str) -> list[str]:
 
 
 def replace_prefixes(text: str, prefixes: dict[str, str]) -> str:
-    """`text` with each absolute path that starts with a key of `prefixes` (longest first)
-    starting with its value instead."""
-
-    def portable(match: re.Match) -> str:
-        path = match.group(0)
-        for old in sorted(prefixes, key=len, reverse=True):
-            if path == old or path.startswith(old.rstrip("/") + "/"):
-                return prefixes[old] + path[len(old.rstrip("/")) :]
-        return path
-
-    return MACHINE_PATH.sub(portable, text)
+    """`text` with each path that starts with a key of `prefixes` (longest first) starting with
+    its value instead: absolute paths, and relative ones an earlier rewrite left (so a run folder
+    moved again, or renamed, names where it is now). A key matches whole (Hydra's folder names
+    hold commas, `norm=batch,seed=0`) and only up to a path's end or a `/`."""
+    keys = {k: new for old, new in prefixes.items() if (k := old.rstrip("/")) not in {"", "."}}
+    if not keys:
+        return text
+    alternatives = "|".join(re.escape(k) for k in sorted(keys, key=len, reverse=True))
+    pattern = re.compile(rf"(?<![\w.~-])({alternatives})(?=[/\s\"',\]}}]|$)", re.MULTILINE)
+    return pattern.sub(lambda match: keys[match.group(1)], text)
 
 
 def run_prefixes(hydra_file: Path, run_dir: Path, repo: Path) -> tuple[dict[str, str], str]:
