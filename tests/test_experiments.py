@@ -118,6 +118,20 @@ def test_no_committed_study_file_names_a_machine_s_folder():
     assert found == {}
 
 
+def test_every_committed_run_names_the_folder_it_sits_in():
+    """A committed run's hydra.yaml gives, as its output folder, the folder it is committed in
+    (relative to the repository), so a reader can follow it back to the run."""
+    from omegaconf import OmegaConf
+
+    elsewhere = {}
+    for hydra_file in sorted((REPO / "experiments").rglob(".hydra/hydra.yaml")):
+        run = str(hydra_file.parent.parent.relative_to(REPO))
+        named = str(OmegaConf.load(hydra_file).hydra.runtime.output_dir)
+        if named != run:
+            elsewhere[run] = named
+    assert elsewhere == {}
+
+
 def test_machine_paths_are_rewritten_from_where_the_run_sits_now(tmp_path):
     """A run folder moved from the machine's sweep folder into a study: its Hydra files name the
     study's folder and `.` for the checkout; its record's checkpoint and pack folder are
