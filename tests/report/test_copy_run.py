@@ -15,7 +15,8 @@ def test_a_finished_run_copied_into_a_study_is_the_run_it_was(tmp_path, monkeypa
     assert "," in run.name  # Hydra's name for it, which the study shortens
     repo = tmp_path / "repo"
     dest = repo / "experiments" / "study" / "runs" / "norm=batch,seed=3"
-    monkeypatch.chdir(repo.mkdir() or repo)
+    repo.mkdir()
+    monkeypatch.chdir(repo)
 
     assert main([str(run), str(dest.relative_to(repo))]) == 0
     copied = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
